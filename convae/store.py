@@ -1,0 +1,234 @@
+"""Trained models on disk: one checkpoint file per run, written atomically, read safely.
+
+A checkpoint holds the state dict, the config, the loss history and the class means (Eq. 2) in one
+file. It is always read with `torch.load(weights_only=True)`, which refuses to run code, and its
+tensors are checked against the architecture its config names before a model is built.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from convae.data import PROJECT_DIR
+from convae.model import AutoEncoder
+from convae.train import History, TrainConfig, TrainResult
+
+FORMAT = "convae-checkpoint"
+VERSION = 1
+SHIPPED_DIR = PROJECT_DIR / "models"  # checkpoints that ship with the project (read-only)
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be used; the message says which file, why, and what to do."""
+
+
+@dataclass
+class StoredRun:
+    """A trained model as the store keeps it."""
+
+    config: TrainConfig
+    model: AutoEncoder
+    history: History
+    class_means: torch.Tensor  # (10, K)
+    seconds: float
+    created: str  # ISO time
+    device: str
+    path: Path | None = None
+    shipped: bool = False
+
+    @property
+    def val_loss(self) -> float:
+        return self.history.epochs[-1]["val_loss"]
+
+    @property
+    def train_loss(self) -> float:
+        return self.history.epochs[-1]["train_loss"]
+
+
+def run_root(override: str | os.PathLike | None = None) -> Path:
+    """The store folder: the argument, else $CONVAE_RUNS_DIR, else runs/ in the project."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get("CONVAE_RUNS_DIR")
+    return Path(env).expanduser() if env else PROJECT_DIR / "runs"
+
+
+def checkpoint_dict(result: TrainResult, class_means: torch.Tensor) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": result.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()},
+        "history": result.history.to_dict(),
+        "class_means": class_means.detach().cpu().float(),
+        "seconds": float(result.seconds),
+        "device": result.device,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def save_checkpoint(path: Path, result: TrainResult, class_means: torch.Tensor) -> Path:
+    """Write a checkpoint to a temporary file beside `path`, flush it to disk, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint_dict(result, class_means), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _from_dict(ckpt: object, where: str) -> StoredRun:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{where} is not a convae checkpoint (no '{FORMAT}' marker). Train a model instead.")
+    try:
+        config = TrainConfig.from_dict(ckpt["config"])
+        model = AutoEncoder(config.q1, config.q2, config.k)
+        expected = model.state_dict()
+        state = ckpt["state_dict"]
+        wrong = [
+            f"{name}: {tuple(state[name].shape) if name in state else 'missing'} (expected {tuple(t.shape)})"
+            for name, t in expected.items()
+            if name not in state or tuple(state[name].shape) != tuple(t.shape)
+        ]
+        if wrong or set(state) != set(expected):
+            raise CheckpointError(
+                f"{where} does not fit the architecture its config names (Q1={config.q1}, Q2={config.q2}, "
+                f"K={config.k}): {'; '.join(wrong[:3]) or 'unexpected tensors'}. It was made by other code."
+            )
+        model.load_state_dict(state)
+        means = ckpt["class_means"]
+        if tuple(means.shape) != (10, config.k):
+            raise CheckpointError(f"{where}: class means have shape {tuple(means.shape)}, expected (10, {config.k}).")
+        history = History.from_dict(ckpt["history"])
+        if not history.epochs:
+            raise CheckpointError(f"{where} holds no finished epoch.")
+        return StoredRun(
+            config, model.eval(), history, means, float(ckpt.get("seconds", 0.0)),
+            str(ckpt.get("created", "")), str(ckpt.get("device", "")),
+        )
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise CheckpointError(f"{where} is damaged or incomplete ({type(e).__name__}: {e}).") from e
+
+
+def load_checkpoint(source: Path | bytes, name: str | None = None) -> StoredRun:
+    """Read a checkpoint file (or its bytes) safely; CheckpointError says what is wrong with it."""
+    where = name or (str(source) if not isinstance(source, bytes) else "the uploaded file")
+    try:
+        if isinstance(source, bytes):
+            if len(source) > MAX_UPLOAD_BYTES:
+                raise CheckpointError(f"{where} is {len(source) / 2**20:.0f} MiB; the limit is 50 MiB.")
+            ckpt = torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
+        else:
+            ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{where} does not exist.") from None
+    except Exception as e:  # torch raises many kinds for damaged or unsafe files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{where} could not be read safely: {first[:200]}. It is damaged, truncated, or not a "
+            "convae checkpoint (files that would run code on load are refused)."
+        ) from e
+    run = _from_dict(ckpt, where)
+    if not isinstance(source, bytes):
+        run.path = Path(source)
+    return run
+
+
+class RunStore:
+    """The folder of trained runs (plus the shipped seed models), one `<config key>.pt` each."""
+
+    def __init__(self, root: Path | None = None, shipped: Path | None = SHIPPED_DIR) -> None:
+        self.root = run_root(root)
+        self.shipped = shipped
+        self._lock = threading.Lock()
+        self._cache: dict[Path, tuple[tuple[int, int], StoredRun | CheckpointError]] = {}
+
+    def path_for(self, config: TrainConfig) -> Path:
+        return self.root / f"{config.key()}.pt"
+
+    def save(self, result: TrainResult, class_means: torch.Tensor) -> StoredRun:
+        try:
+            path = save_checkpoint(self.path_for(result.config), result, class_means)
+        except OSError as e:
+            raise OSError(
+                f"Could not save the trained model under {self.root} ({e.strerror or e}). Free disk space "
+                "or set CONVAE_RUNS_DIR to a writable folder, then train again."
+            ) from e
+        return self._read(path, shipped=False)
+
+    def _read(self, path: Path, shipped: bool) -> StoredRun:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            hit = self._cache.get(path)
+        if hit and hit[0] == stamp:
+            value = hit[1]
+        else:
+            try:
+                value = load_checkpoint(path)
+                value.shipped = shipped
+            except CheckpointError as e:
+                value = e
+            with self._lock:
+                self._cache[path] = (stamp, value)
+        if isinstance(value, CheckpointError):
+            raise value
+        return value
+
+    def scan(self) -> tuple[list[StoredRun], list[str]]:
+        """All readable runs (newest first; shipped ones last) and a line per file that was skipped."""
+        runs, problems = [], []
+        folders = [(self.root, False)] + ([(self.shipped, True)] if self.shipped else [])
+        seen: set[str] = set()
+        for folder, shipped in folders:
+            if not folder.is_dir():
+                continue
+            for path in sorted([*folder.glob("*.pt"), *folder.glob("*/*.pt")]):
+                try:
+                    run = self._read(path, shipped)
+                except CheckpointError as e:
+                    problems.append(str(e))
+                    continue
+                except OSError as e:
+                    problems.append(f"{path} could not be read: {e}")
+                    continue
+                if run.config.key() in seen:
+                    continue
+                seen.add(run.config.key())
+                runs.append(run)
+        runs.sort(key=lambda r: (not r.shipped, r.created), reverse=True)
+        return runs, problems
+
+    def get(self, config: TrainConfig) -> StoredRun | None:
+        """The stored run for exactly this config, from the store or the shipped models."""
+        name = f"{config.key()}.pt"
+        for folder, shipped in [(self.root, False)] + ([(self.shipped, True)] if self.shipped else []):
+            for path in (folder / name, folder / config.key() / name):
+                if not path.is_file():
+                    continue
+                try:
+                    return self._read(path, shipped)
+                except (CheckpointError, OSError):
+                    continue
+        return None

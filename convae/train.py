@@ -1,0 +1,309 @@
+"""The training engine (Task 5): one config in, plain progress events out.
+
+The recipe is the assignment's: MSE between output and input, Adam (lr 0.001), batch 32, 10 epochs,
+a shuffled training set, the running average training loss per epoch and the validation loss at
+the end of each epoch. Only the engine is fast: the data set sits on the device as one uint8 tensor,
+batches are gathered by index, Adam is fused, per-step losses stay on the device (no host sync per
+step) and are read a few times a second for progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from convae.data import DATASETS, Splits, to_float
+from convae.model import AutoEncoder, check_sizes
+
+REPORT_EVERY_S = 0.2  # progress events at least this often (the live chart gains ~5 points a second)
+PREVIEW_EVERY_S = 1.0  # "watch it learn" reconstructions this often
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Defaults are the assignment's."""
+
+    q1: int = 32
+    q2: int = 32
+    k: int = 10
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 32
+    val_batch_size: int = 100
+    train_size: int | None = None  # None: the full training set; else the first N images
+    seed: int = 0
+    dataset: str = "mnist"
+
+    def __post_init__(self) -> None:
+        check_sizes(self.q1, self.q2, self.k)
+        _check_int("epochs", self.epochs, 1, 1000, "Use 1 to 1000 (the assignment uses 10).")
+        _check_int("batch_size", self.batch_size, 1, 65536, "Use 1 or more (the assignment uses 32).")
+        _check_int("val_batch_size", self.val_batch_size, 1, 65536, "Use 1 or more (the assignment uses 100).")
+        _check_int("seed", self.seed, 0, 2**63 - 1, "Use a whole number of 0 or more.")
+        if self.train_size is not None:
+            _check_int("train_size", self.train_size, 1, 10**9, "Use a positive number of images, or none for all.")
+        if (
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, (int, float))
+            or not math.isfinite(self.lr)
+            or not 0 < self.lr <= 1
+        ):
+            raise ValueError(
+                f"lr (learning rate) must be a number in (0, 1], got {self.lr!r}. The assignment uses 0.001."
+            )
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}.")
+
+    @property
+    def is_assignment_recipe(self) -> bool:
+        """True when batch size and learning rate are the assignment's (32 and 0.001)."""
+        return self.batch_size == 32 and self.lr == 1e-3 and self.val_batch_size == 100
+
+    def key(self) -> str:
+        """A short, file-name-safe identity of the run (same key: same model, same results)."""
+        size = "all" if self.train_size is None else str(self.train_size)
+        return (
+            f"{self.dataset}-q{self.q1}-{self.q2}-k{self.k}-e{self.epochs}-lr{self.lr:g}"
+            f"-b{self.batch_size}-n{size}-s{self.seed}"
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _check_int(name: str, value: object, lo: int, hi: int, advice: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}. {advice}")
+
+
+@dataclass
+class Progress:
+    """One progress event. `kind` is 'start', 'step', 'epoch' or 'done'."""
+
+    kind: str
+    epoch: int  # 1-based epoch in progress (or just finished, for 'epoch')
+    epochs: int
+    step: int  # steps done in this epoch
+    steps_per_epoch: int
+    train_loss: float | None = None  # running average over this epoch so far
+    val_loss: float | None = None  # set on 'epoch' and 'done'
+    samples_per_s: float = 0.0
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    preview: torch.Tensor | None = None  # (n, 28, 28) float reconstructions of fixed digits
+
+    @property
+    def global_step(self) -> int:
+        return (self.epoch - 1) * self.steps_per_epoch + self.step
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.global_step / max(1, self.epochs * self.steps_per_epoch))
+
+
+@dataclass
+class History:
+    """Loss history: running-loss points along the steps, and one row per finished epoch."""
+
+    steps: list[int] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)  # {epoch, train_loss, val_loss, seconds}
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "step_losses": self.step_losses, "epochs": self.epochs}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        return cls(list(d.get("steps", [])), list(d.get("step_losses", [])), list(d.get("epochs", [])))
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    model: AutoEncoder  # on the CPU, in eval mode
+    history: History
+    seconds: float
+    device: str
+
+
+class TrainingStopped(Exception):
+    """Raised when the stop flag was set; the partial model is discarded."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the message says where and what to do."""
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """CUDA when present, else Apple's MPS, else the CPU; or exactly what was asked for."""
+    if requested != "auto":
+        dev = torch.device(requested)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {requested!r} was asked for, but CUDA is not available here. Use 'cpu'.")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def preview_indices(labels: torch.Tensor, per_class: int = 1) -> torch.Tensor:
+    """Indices of the first validation image of each class (the fixed "watch it learn" digits)."""
+    idx = []
+    for c in range(10):
+        hits = (labels == c).nonzero().flatten()[:per_class]
+        idx += hits.tolist()
+    return torch.tensor(idx, dtype=torch.long)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, batch_size: int = 100) -> float:
+    """Mean squared error over uint8 images (N, 28, 28), in batches (the validation loss)."""
+    device = next(model.parameters()).device
+    total, n = 0.0, images.shape[0]
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    for i in range(0, n, batch_size):
+        x = to_float(images[i : i + batch_size].to(device, non_blocking=True))
+        loss_sum += nn.functional.mse_loss(model(x), x, reduction="sum").double()
+    total = loss_sum.item()
+    return total / (n * 28 * 28)
+
+
+def train(
+    config: TrainConfig,
+    splits: Splits,
+    on_event: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+    device: str = "auto",
+) -> TrainResult:
+    """Train an auto-encoder from scratch by the assignment's recipe and return it with its history.
+
+    Raises TrainingStopped when `stop` is set (checked between any two steps) and NonFiniteLoss when
+    the loss becomes NaN or infinite.
+    """
+    emit = on_event or (lambda _p: None)
+    dev = pick_device(device)
+    torch.manual_seed(config.seed)
+    shuffle_gen = torch.Generator().manual_seed(config.seed)
+
+    train_x = splits.train_images
+    if config.train_size is not None:
+        if config.train_size > train_x.shape[0]:
+            raise ValueError(
+                f"train_size {config.train_size} is larger than the training set ({train_x.shape[0]} images)."
+            )
+        train_x = train_x[: config.train_size]
+    n = train_x.shape[0]
+    train_x = train_x.to(dev)
+    val_x = splits.val_images.to(dev)
+    preview_x = to_float(splits.val_images[preview_indices(splits.val_labels)].to(dev))
+
+    model = AutoEncoder(config.q1, config.q2, config.k).to(dev)
+    fused = dev.type in ("cpu", "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused)
+    loss_fn = nn.MSELoss()
+
+    bs = config.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    history = History()
+    step_losses = torch.zeros(steps_per_epoch, device=dev)
+    t_start = time.perf_counter()
+    train_time = 0.0  # seconds spent in training steps only (for samples/s)
+    samples_done = 0
+
+    def make_event(kind: str, epoch: int, step: int, **kw) -> Progress:
+        done = (epoch - 1) * steps_per_epoch + step
+        total = config.epochs * steps_per_epoch
+        rate = samples_done / train_time if train_time > 0 else 0.0
+        elapsed = time.perf_counter() - t_start
+        eta = elapsed / done * (total - done) if done else None
+        return Progress(kind, epoch, config.epochs, step, steps_per_epoch, samples_per_s=rate,
+                        elapsed_s=elapsed, eta_s=eta, **kw)
+
+    @torch.no_grad()
+    def preview() -> torch.Tensor:
+        return model(preview_x).squeeze(1).float().cpu()
+
+    emit(make_event("start", 1, 0, preview=preview()))
+    last_report = last_preview = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        order = torch.randperm(n, generator=shuffle_gen).to(dev)
+        checked = 0  # steps of this epoch whose losses were checked for NaN/inf
+        model.train()
+        seg_start = time.perf_counter()
+        for step in range(steps_per_epoch):
+            if stop is not None and stop.is_set():
+                raise TrainingStopped(f"stopped at epoch {epoch}, step {step}")
+            x = to_float(train_x[order[step * bs : (step + 1) * bs]])  # (B, 1, 28, 28) in [0, 1]
+            loss = loss_fn(model(x), x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step_losses[step] = loss.detach()
+            samples_done += x.shape[0]
+
+            now = time.perf_counter()
+            if now - last_report >= REPORT_EVERY_S or step == steps_per_epoch - 1:
+                done_losses = step_losses[: step + 1]
+                running = done_losses.mean().item()  # the one host sync, a few times a second
+                train_time += now - seg_start
+                seg_start = now
+                _check_finite(step_losses, checked, step + 1, epoch, config)
+                checked = step + 1
+                history.steps.append((epoch - 1) * steps_per_epoch + step + 1)
+                history.step_losses.append(running)
+                kw = {}
+                if now - last_preview >= PREVIEW_EVERY_S:
+                    kw["preview"] = preview()
+                    last_preview = now
+                emit(make_event("step", epoch, step + 1, train_loss=running, **kw))
+                last_report = time.perf_counter()
+                seg_start = last_report
+        train_loss = step_losses.mean().item()
+        model.eval()
+        val_loss = evaluate(model, val_x, config.val_batch_size)
+        if not math.isfinite(val_loss):
+            raise NonFiniteLoss(_nonfinite_message(val_loss, epoch, steps_per_epoch, config, "validation loss"))
+        history.epochs.append(
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+             "seconds": time.perf_counter() - epoch_start}
+        )
+        emit(make_event("epoch", epoch, steps_per_epoch, train_loss=train_loss, val_loss=val_loss,
+                        preview=preview()))
+        seg_start = time.perf_counter()
+
+    model = model.cpu().eval()
+    seconds = time.perf_counter() - t_start
+    last = history.epochs[-1]
+    emit(make_event("done", config.epochs, steps_per_epoch, train_loss=last["train_loss"],
+                    val_loss=last["val_loss"]))
+    return TrainResult(config, model, history, seconds, str(dev))
+
+
+def _nonfinite_message(value: float, epoch: int, step: int, config: TrainConfig, what: str = "loss") -> str:
+    return (
+        f"The training {what} became {value} at epoch {epoch}, step {step}: the run diverged. "
+        f"Lower the learning rate (it was {config.lr:g}; try {config.lr / 10:g}, the assignment uses 0.001)."
+    )
+
+
+def _check_finite(losses: torch.Tensor, start: int, end: int, epoch: int, config: TrainConfig) -> None:
+    chunk = losses[start:end]
+    bad = (~torch.isfinite(chunk)).nonzero()
+    if bad.numel():
+        i = int(bad[0, 0])
+        raise NonFiniteLoss(_nonfinite_message(float(chunk[i]), epoch, start + i + 1, config))
