@@ -122,7 +122,8 @@ class JobManager:
         """Queue a training of `config`, or return the id of the active job that trains it already."""
         with self._lock:
             for job in self._jobs.values():
-                if job.state.active and job.config == config:
+                # A job being cancelled (stop set, still finishing its step) no longer trains this config.
+                if job.state.active and job.config == config and not job.stop.is_set():
                     job.requests += 1
                     return job.id
             job = Job(id=f"job-{next(self._ids)}", config=config)
@@ -155,7 +156,7 @@ class JobManager:
         """The id of the queued or running job for this config, if any (to re-attach a new tab)."""
         with self._lock:
             for job in self._jobs.values():
-                if job.state.active and job.config == config:
+                if job.state.active and job.config == config and not job.stop.is_set():
                     return job.id
         return None
 

@@ -224,7 +224,8 @@ class RunStore:
         """The stored run for exactly this config, from the store or the shipped models."""
         name = f"{config.key()}.pt"
         for folder, shipped in [(self.root, False)] + ([(self.shipped, True)] if self.shipped else []):
-            for path in (folder / name, folder / config.key() / name):
+            # The same places scan() looks: <folder>/<key>.pt and <folder>/<any>/<key>.pt (e.g. mnist-seed/).
+            for path in (folder / name, *(sorted(folder.glob(f"*/{name}")) if folder.is_dir() else ())):
                 if not path.is_file():
                     continue
                 try:

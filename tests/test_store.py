@@ -1,0 +1,327 @@
+"""Checkpoints on disk: atomic writes, safe reads, clear errors, and the folder of runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+
+import convae.store as store_mod
+from convae.data import to_float
+from convae.store import (
+    FORMAT,
+    CheckpointError,
+    RunStore,
+    checkpoint_dict,
+    load_checkpoint,
+    run_root,
+    save_checkpoint,
+)
+
+pytestmark = pytest.mark.usefixtures("isolated_dirs")
+
+
+@pytest.fixture
+def ckpt_path(tmp_path: Path, trained, means) -> Path:
+    return save_checkpoint(tmp_path / "ckpts" / "model.pt", trained, means)
+
+
+def _outputs(model: torch.nn.Module, splits) -> torch.Tensor:
+    with torch.no_grad():
+        return model(to_float(splits.val_images[:20]))
+
+
+def _write(path: Path, obj: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return path
+
+
+class Planted:
+    """An object whose unpickling runs a shell command: what a hostile 'checkpoint' would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+# ------------------------------------------------------------------------------- round trip
+
+
+def test_round_trip(ckpt_path: Path, trained, means, splits) -> None:
+    run = load_checkpoint(ckpt_path)
+    assert run.config == trained.config
+    assert run.path == ckpt_path
+    assert not run.shipped
+    assert run.model.sizes == trained.model.sizes
+    assert not run.model.training
+    assert torch.equal(_outputs(run.model, splits), _outputs(trained.model, splits))
+    assert torch.equal(run.class_means, means)
+    assert run.history == trained.history
+    assert run.val_loss == trained.history.epochs[-1]["val_loss"]
+    assert run.train_loss == trained.history.epochs[-1]["train_loss"]
+    assert run.device == "cpu"
+    assert run.seconds == pytest.approx(trained.seconds)
+    assert run.created  # an ISO time stamp
+
+
+def test_round_trip_from_bytes(ckpt_path: Path, trained, splits) -> None:
+    run = load_checkpoint(ckpt_path.read_bytes())
+    assert run.path is None
+    assert torch.equal(_outputs(run.model, splits), _outputs(trained.model, splits))
+
+
+def test_checkpoint_holds_only_plain_data(trained, means) -> None:
+    ckpt = checkpoint_dict(trained, means)
+    assert ckpt["format"] == FORMAT
+    assert ckpt["config"] == trained.config.to_dict()
+    assert set(ckpt["state_dict"]) == set(trained.model.state_dict())
+
+
+# ---------------------------------------------------------------------------------- atomic
+
+
+def test_save_is_atomic_when_writing_fails(tmp_path: Path, trained, means, monkeypatch) -> None:
+    folder = tmp_path / "ckpts"
+    final = folder / "model.pt"
+
+    def failing_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint" * 1000)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_mod.torch, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(final, trained, means)
+    assert not final.exists()
+    assert list(folder.iterdir()) == []  # no leftover .part file
+
+
+def test_failed_save_keeps_the_existing_checkpoint(ckpt_path: Path, trained, means, splits, monkeypatch) -> None:
+    before = ckpt_path.read_bytes()
+
+    def failing_save(obj, f, *args, **kwargs):
+        f.write(b"\x00" * 500)
+        raise KeyboardInterrupt  # even an interrupt must not leave a half-written file
+
+    monkeypatch.setattr(store_mod.torch, "save", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ckpt_path, trained, means)
+    monkeypatch.undo()
+    assert ckpt_path.read_bytes() == before
+    assert [p.name for p in ckpt_path.parent.iterdir()] == [ckpt_path.name]
+    assert torch.equal(_outputs(load_checkpoint(ckpt_path).model, splits), _outputs(trained.model, splits))
+
+
+def test_save_replaces_an_existing_checkpoint(ckpt_path: Path, trained, means) -> None:
+    other = dataclasses.replace(trained, seconds=123.0)
+    save_checkpoint(ckpt_path, other, means)
+    assert load_checkpoint(ckpt_path).seconds == 123.0
+    assert [p.name for p in ckpt_path.parent.iterdir()] == [ckpt_path.name]
+
+
+# ------------------------------------------------------------------------------ bad files
+
+
+def test_wrong_architecture(tmp_path: Path, trained, means) -> None:
+    ckpt = checkpoint_dict(trained, means)
+    ckpt["config"] = tiny_config(q1=8).to_dict()  # the tensors are for Q1 = 4
+    path = _write(tmp_path / "wrong.pt", ckpt)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "does not fit the architecture" in message
+    assert "Q1=8" in message
+    assert "encoder.net.0.weight" in message
+
+
+def test_missing_and_extra_tensors(tmp_path: Path, trained, means) -> None:
+    ckpt = checkpoint_dict(trained, means)
+    del ckpt["state_dict"]["decoder.net.0.bias"]
+    with pytest.raises(CheckpointError, match=r"decoder\.net\.0\.bias: missing"):
+        load_checkpoint(_write(tmp_path / "missing.pt", ckpt))
+    ckpt = checkpoint_dict(trained, means)
+    ckpt["state_dict"]["extra.weight"] = torch.zeros(2)
+    with pytest.raises(CheckpointError, match="unexpected tensors"):
+        load_checkpoint(_write(tmp_path / "extra.pt", ckpt))
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (lambda c: c.pop("config"), "damaged or incomplete"),
+        (lambda c: c.pop("state_dict"), "damaged or incomplete"),
+        (lambda c: c.update(class_means=torch.zeros(10, 5)), r"class means have shape \(10, 5\)"),
+        (lambda c: c.update(history={"steps": [], "step_losses": [], "epochs": []}), "no finished epoch"),
+        (lambda c: c["config"].update(k=0), "damaged or incomplete"),
+        (lambda c: c.update(format="something-else"), "not a convae checkpoint"),
+    ],
+    ids=["no config", "no state dict", "class means", "no epoch", "bad config", "other format"],
+)
+def test_incomplete_checkpoints(tmp_path: Path, trained, means, change, pattern: str) -> None:
+    ckpt = checkpoint_dict(trained, means)
+    change(ckpt)
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(_write(tmp_path / "bad.pt", ckpt))
+
+
+def test_truncated_file(ckpt_path: Path, tmp_path: Path) -> None:
+    blob = ckpt_path.read_bytes()
+    for cut in (len(blob) // 2, 10, 0):
+        path = tmp_path / f"truncated-{cut}.pt"
+        path.write_bytes(blob[:cut])
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        assert str(path) in str(info.value)
+        assert "damaged, truncated, or not a convae checkpoint" in str(info.value)
+
+
+def test_random_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "noise.pt"
+    path.write_bytes(os.urandom(5000))
+    with pytest.raises(CheckpointError, match="could not be read safely"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="the uploaded file"):
+        load_checkpoint(os.urandom(5000))
+
+
+def test_foreign_torch_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "tensor.pt", torch.zeros(3, 3))
+    with pytest.raises(CheckpointError, match="not a convae checkpoint"):
+        load_checkpoint(path)
+    path = _write(tmp_path / "state.pt", torch.nn.Linear(2, 2).state_dict())
+    with pytest.raises(CheckpointError, match="not a convae checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_upload_size_limit(ckpt_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(store_mod, "MAX_UPLOAD_BYTES", 100)
+    with pytest.raises(CheckpointError, match="limit"):
+        load_checkpoint(ckpt_path.read_bytes(), name="upload.pt")
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_planted_pickle_is_refused_and_never_runs(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "pwned"
+    payload = {"format": FORMAT, "version": 1, "config": Planted(marker)}
+    path = tmp_path / "evil.pt"
+    if writer == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "refused" in str(info.value)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path.read_bytes())
+    assert not marker.exists()
+    # The control: an unsafe load of the same file does run the planted code.
+    if writer == "torch":
+        torch.load(path, weights_only=False)
+    else:
+        pickle.loads(path.read_bytes())
+    assert marker.exists()
+
+
+# -------------------------------------------------------------------------------- RunStore
+
+
+def test_run_root(monkeypatch, tmp_path: Path) -> None:
+    assert run_root(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.setenv("CONVAE_RUNS_DIR", str(tmp_path / "env"))
+    assert run_root() == tmp_path / "env"
+    assert RunStore(shipped=None).root == tmp_path / "env"
+
+
+def test_store_save_get_and_restart(tmp_path: Path, trained, means, splits) -> None:
+    root = tmp_path / "runs"
+    store = RunStore(root, shipped=None)
+    assert store.scan() == ([], [])
+    assert store.get(trained.config) is None
+    saved = store.save(trained, means)
+    assert saved.path == root / f"{trained.config.key()}.pt"
+    assert saved.path.is_file()
+    found = store.get(trained.config)
+    assert found is not None and found.config == trained.config
+    assert store.get(tiny_config(seed=99)) is None
+
+    restarted = RunStore(root, shipped=None)  # a new process on the same folder
+    runs, problems = restarted.scan()
+    assert problems == []
+    assert [r.config for r in runs] == [trained.config]
+    again = restarted.get(trained.config)
+    assert again is not None
+    assert torch.equal(_outputs(again.model, splits), _outputs(trained.model, splits))
+
+
+def test_scan_skips_damaged_files_and_reports_them(tmp_path: Path, trained, means) -> None:
+    root = tmp_path / "runs"
+    store = RunStore(root, shipped=None)
+    store.save(trained, means)
+    second = dataclasses.replace(trained, config=tiny_config(seed=1))
+    # the command line's layout: runs/<key>/<key>.pt
+    save_checkpoint(root / second.config.key() / f"{second.config.key()}.pt", second, means)
+    (root / "noise.pt").write_bytes(os.urandom(3000))
+    good = store.path_for(trained.config).read_bytes()
+    (root / "half.pt").write_bytes(good[: len(good) // 2])
+    _write(root / "sub" / "tensor.pt", torch.ones(4))
+    (root / "notes.txt").write_text("not a checkpoint, not looked at")
+
+    runs, problems = store.scan()
+    assert sorted(r.config.seed for r in runs) == [0, 1]
+    assert len(problems) == 3
+    for name in ("noise.pt", "half.pt", "tensor.pt"):
+        assert sum(name in p for p in problems) == 1, (name, problems)
+
+    runs2, problems2 = RunStore(root, shipped=None).scan()
+    assert sorted(r.config.key() for r in runs2) == sorted(r.config.key() for r in runs)
+    assert len(problems2) == 3
+
+
+def test_scan_notices_a_file_damaged_after_it_was_read(tmp_path: Path, trained, means) -> None:
+    store = RunStore(tmp_path / "runs", shipped=None)
+    saved = store.save(trained, means)
+    assert len(store.scan()[0]) == 1
+    saved.path.write_bytes(b"garbage")
+    runs, problems = store.scan()
+    assert runs == []
+    assert len(problems) == 1 and saved.path.name in problems[0]
+    assert store.get(trained.config) is None
+
+
+def test_shipped_runs(tmp_path: Path, trained, means) -> None:
+    shipped = tmp_path / "models"  # laid out as `make seed` writes it: models/<name>/<key>.pt
+    mine = dataclasses.replace(trained, config=tiny_config(seed=3))
+    save_checkpoint(shipped / "seed" / f"{trained.config.key()}.pt", trained, means)
+    save_checkpoint(shipped / "seed" / f"{mine.config.key()}.pt", mine, means)
+    store = RunStore(tmp_path / "runs", shipped=shipped)
+    store.save(mine, means)  # the same config in the user's store and among the shipped models
+
+    runs, problems = store.scan()
+    assert problems == []
+    assert [(r.config.seed, r.shipped) for r in runs] == [(3, False), (0, True)]  # own runs first
+    assert store.get(trained.config).shipped
+    assert not store.get(mine.config).shipped
+
+
+def test_save_into_an_unwritable_folder_says_what_to_do(tmp_path: Path, trained, means) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    store = RunStore(blocker / "runs", shipped=None)
+    with pytest.raises(OSError) as info:
+        store.save(trained, means)
+    assert "Could not save the trained model" in str(info.value)
+    assert "CONVAE_RUNS_DIR" in str(info.value)

@@ -1,0 +1,289 @@
+"""The training engine: the assignment's recipe, config checks, events, stop flag, divergence."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+import torch
+from conftest import tiny_config
+from torch import nn
+
+import convae.train as engine
+from convae.data import to_float
+from convae.model import AutoEncoder
+from convae.train import (
+    History,
+    NonFiniteLoss,
+    Progress,
+    TrainConfig,
+    TrainingStopped,
+    evaluate,
+    preview_indices,
+    train,
+)
+
+
+@pytest.fixture
+def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Report progress after every step (the engine otherwise reports by the clock)."""
+    monkeypatch.setattr(engine, "REPORT_EVERY_S", 0.0)
+
+
+def test_defaults_are_the_assignments() -> None:
+    c = TrainConfig()
+    assert (c.q1, c.q2, c.k) == (32, 32, 10)
+    assert c.batch_size == 32
+    assert c.val_batch_size == 100
+    assert c.lr == 1e-3
+    assert c.epochs == 10
+    assert c.train_size is None  # all 60,000 images
+    assert c.dataset == "mnist"
+    assert c.is_assignment_recipe
+    assert not TrainConfig(lr=1e-2).is_assignment_recipe
+    assert not TrainConfig(batch_size=64).is_assignment_recipe
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"lr": 0}, "lr"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": -1e-3}, "lr"),
+        ({"lr": math.nan}, "lr"),
+        ({"lr": math.inf}, "lr"),
+        ({"lr": 2}, "lr"),
+        ({"lr": "0.001"}, "lr"),
+        ({"lr": True}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": True}, "batch_size"),
+        ({"val_batch_size": 0}, "val_batch_size"),
+        ({"train_size": 0}, "train_size"),
+        ({"train_size": -5}, "train_size"),
+        ({"seed": -1}, "seed"),
+        ({"dataset": "cifar10"}, "dataset"),
+        ({"q1": 0}, "Q1"),
+        ({"q2": -2}, "Q2"),
+        ({"k": 1.0}, "K"),
+    ],
+)
+def test_invalid_config_names_the_field(changes: dict, name: str) -> None:
+    with pytest.raises(ValueError) as info:
+        TrainConfig(**changes)
+    message = str(info.value)
+    assert message.startswith(name) or f" {name} " in message or f"{name} " in message
+    value = next(iter(changes.values()))
+    assert repr(value) in message or str(value) in message
+
+
+def test_config_key_and_dict_round_trip() -> None:
+    c = TrainConfig(q1=8, q2=16, k=3, epochs=2, lr=5e-4, batch_size=64, train_size=1000, seed=4)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    assert TrainConfig.from_dict({**c.to_dict(), "unknown": 1}) == c
+    key = c.key()
+    assert key == "mnist-q8-16-k3-e2-lr0.0005-b64-n1000-s4"
+    assert all(ch.isalnum() or ch in "-._" for ch in key)
+    assert TrainConfig().key() != TrainConfig(seed=1).key()
+    assert TrainConfig().key() != TrainConfig(dataset="fashion-mnist").key()
+    assert "nall" in TrainConfig().key()
+
+
+def test_train_size_larger_than_the_data(splits) -> None:
+    with pytest.raises(ValueError, match=r"train_size 1000 is larger than the training set \(300 images\)"):
+        train(tiny_config(train_size=1000), splits, device="cpu")
+
+
+def test_same_config_and_seed_give_identical_history(splits, every_step) -> None:
+    config = tiny_config(epochs=2, train_size=96)
+    a = train(config, splits, device="cpu")
+    b = train(config, splits, device="cpu")
+    assert a.history.steps == b.history.steps == list(range(1, 7))
+    assert a.history.step_losses == b.history.step_losses
+    assert [(e["train_loss"], e["val_loss"]) for e in a.history.epochs] == [
+        (e["train_loss"], e["val_loss"]) for e in b.history.epochs
+    ]
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    c = train(tiny_config(epochs=2, train_size=96, seed=1), splits, device="cpu")
+    assert c.history.step_losses != a.history.step_losses  # the seed matters
+
+
+def test_result(trained, splits) -> None:
+    assert trained.device == "cpu"
+    assert trained.config == tiny_config()
+    assert isinstance(trained.model, AutoEncoder)
+    assert trained.model.sizes == (4, 4, 2)
+    assert not trained.model.training  # returned in eval mode
+    assert all(p.device.type == "cpu" for p in trained.model.parameters())
+    assert trained.seconds > 0
+    (row,) = trained.history.epochs
+    assert set(row) == {"epoch", "train_loss", "val_loss", "seconds"}
+    assert row["epoch"] == 1
+    assert row["val_loss"] == pytest.approx(evaluate(trained.model, splits.val_images), rel=1e-6)
+    assert trained.history.steps[-1] == math.ceil(200 / 32)
+    assert trained.history.step_losses[-1] == pytest.approx(row["train_loss"], rel=1e-6)
+
+
+def test_events(splits, every_step) -> None:
+    events: list[Progress] = []
+    config = tiny_config(epochs=2, train_size=100, batch_size=32)
+    result = train(config, splits, events.append, device="cpu")
+    kinds = [e.kind for e in events]
+    steps_per_epoch = 4  # ceil(100 / 32)
+    assert kinds[0] == "start"
+    assert kinds[-1] == "done"
+    assert kinds.count("start") == 1 and kinds.count("done") == 1
+    assert kinds.count("step") == 2 * steps_per_epoch
+    epoch_events = [e for e in events if e.kind == "epoch"]
+    assert [e.epoch for e in epoch_events] == [1, 2]
+    for e, row in zip(epoch_events, result.history.epochs, strict=True):
+        assert e.val_loss is not None and math.isfinite(e.val_loss)
+        assert e.val_loss == row["val_loss"] and e.train_loss == row["train_loss"]
+    # an epoch event follows the last step of its epoch
+    assert kinds.index("epoch") == kinds.index("step") + steps_per_epoch
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.global_step for e in steps] == list(range(1, 2 * steps_per_epoch + 1))
+    assert all(e.steps_per_epoch == steps_per_epoch and e.epochs == 2 for e in events)
+    assert all(e.train_loss is not None and e.train_loss > 0 for e in steps)
+    assert events[-1].val_loss == result.history.epochs[-1]["val_loss"]
+    assert events[-1].fraction == 1.0
+    assert events[0].fraction == 0.0
+    assert events[0].preview is not None and events[0].preview.shape == (10, 28, 28)
+    assert epoch_events[0].preview is not None
+    assert steps[-1].samples_per_s > 0
+
+
+def test_stop_flag_from_the_callback_stops_within_one_step(splits, every_step) -> None:
+    stop = threading.Event()
+    events: list[Progress] = []
+
+    def on_event(p: Progress) -> None:
+        events.append(p)
+        if p.kind == "step" and p.step == 2:
+            stop.set()
+
+    with pytest.raises(TrainingStopped, match=r"epoch 1, step 2"):
+        train(tiny_config(), splits, on_event, stop=stop, device="cpu")
+    assert [e.kind for e in events] == ["start", "step", "step"]  # no step after the flag
+
+
+def test_stop_flag_set_before_the_first_step(splits) -> None:
+    stop = threading.Event()
+    events: list[Progress] = []
+
+    def on_event(p: Progress) -> None:
+        events.append(p)
+        stop.set()
+
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(), splits, on_event, stop=stop, device="cpu")
+    assert [e.kind for e in events] == ["start"]
+
+
+def test_stop_flag_between_epochs(splits) -> None:
+    stop = threading.Event()
+
+    def on_event(p: Progress) -> None:
+        if p.kind == "epoch":
+            stop.set()
+
+    with pytest.raises(TrainingStopped, match="epoch 2, step 0"):
+        train(tiny_config(epochs=3, train_size=64), splits, on_event, stop=stop, device="cpu")
+
+
+def _poison_from(call: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every batch from the `call`-th conversion on NaN (call 1 is the preview digits)."""
+    calls = {"n": 0}
+
+    def poisoned(images: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        x = to_float(images)
+        return x * math.inf if calls["n"] >= call else x  # 0 * inf is NaN
+
+    monkeypatch.setattr(engine, "to_float", poisoned)
+
+
+def test_non_finite_loss_names_epoch_and_step(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    _poison_from(4, monkeypatch)  # the 3rd training batch of epoch 1
+    events: list[Progress] = []
+    with pytest.raises(NonFiniteLoss) as info:
+        train(tiny_config(lr=1.0), splits, events.append, device="cpu")
+    message = str(info.value)
+    assert "epoch 1, step 3" in message
+    assert "nan" in message.lower()
+    assert "learning rate" in message.lower()
+    assert "it was 1" in message and "try 0.1" in message
+    assert "done" not in [e.kind for e in events]
+
+
+def test_non_finite_loss_in_a_later_epoch(splits, monkeypatch: pytest.MonkeyPatch, every_step) -> None:
+    steps_per_epoch = math.ceil(64 / 32)
+    # call 1: the preview digits; epoch 1: 2 steps and 1 validation batch; call 5: epoch 2, step 1
+    _poison_from(1 + steps_per_epoch + 1 + 1, monkeypatch)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 2, step 1\b"):
+        train(tiny_config(epochs=2, train_size=64), splits, device="cpu")
+
+
+def test_diverging_training_raises_non_finite_loss(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loss that overflows (as with a far too large learning rate) stops the run with advice."""
+
+    class Exploding(nn.MSELoss):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            loss = super().forward(y, x)
+            return loss * 1e39 if self.calls >= 2 else loss  # float32 overflows to inf
+
+    monkeypatch.setattr(engine.nn, "MSELoss", Exploding)
+    with pytest.raises(NonFiniteLoss) as info:
+        train(tiny_config(lr=1.0), splits, device="cpu")
+    assert "epoch 1, step 2" in str(info.value)
+    assert "inf" in str(info.value)
+    assert "Lower the learning rate" in str(info.value)
+
+
+def test_training_lowers_the_validation_loss(splits) -> None:
+    config = tiny_config(epochs=2, lr=1e-2, train_size=300)
+    torch.manual_seed(config.seed)
+    untrained = AutoEncoder(config.q1, config.q2, config.k)  # the engine's initial weights
+    before = evaluate(untrained, splits.val_images)
+    result = train(config, splits, device="cpu")
+    val = [e["val_loss"] for e in result.history.epochs]
+    assert val[-1] < before * 0.9
+    assert val[1] < val[0]
+    assert result.history.epochs[-1]["train_loss"] < before
+
+
+def test_evaluate_is_the_mean_squared_error(trained, splits) -> None:
+    x = to_float(splits.val_images)
+    with torch.no_grad():
+        expected = float(((trained.model(x) - x) ** 2).mean())
+    assert evaluate(trained.model, splits.val_images) == pytest.approx(expected, rel=1e-5)
+    assert evaluate(trained.model, splits.val_images, batch_size=7) == pytest.approx(expected, rel=1e-5)
+
+
+def test_preview_indices_pick_one_digit_per_class(splits) -> None:
+    idx = preview_indices(splits.val_labels)
+    assert splits.val_labels[idx].tolist() == list(range(10))
+    for c, i in enumerate(idx.tolist()):
+        assert i == int((splits.val_labels == c).nonzero()[0])  # the first of its class
+
+
+def test_pick_device() -> None:
+    assert engine.pick_device("cpu") == torch.device("cpu")
+    assert engine.pick_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            engine.pick_device("cuda")
+
+
+def test_history_round_trip() -> None:
+    h = History([1, 2], [0.5, 0.4], [{"epoch": 1, "train_loss": 0.45, "val_loss": 0.41, "seconds": 1.0}])
+    assert History.from_dict(h.to_dict()) == h
+    assert History.from_dict({}) == History()
