@@ -220,3 +220,24 @@ def clickable_image_grid(
     fig.update_layout(height=height, margin={"l": 90, "r": 10, "t": 40, "b": 10}, dragmode=False,
                       clickmode="event+select")
     return fig
+
+
+def pairs_grid_figure(originals: np.ndarray, recons: np.ndarray, hover: list[str], height: int = 560) -> go.Figure:
+    """Figure 1 as an interactive picture: 10 x 10 (original | reconstruction) pairs, hover per pair."""
+    n = originals.shape[0]
+    cols = 10
+    grid = make_grid(pairs_image(torch.as_tensor(originals), torch.as_tensor(recons)), nrow=cols, padding=4,
+                     pad_value=1.0)
+    rgb = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    w, h, pad = 57, 28, 4
+    fig.add_trace(go.Scatter(
+        x=[pad + (i % cols) * (w + pad) + w / 2 for i in range(n)],
+        y=[pad + (i // cols) * (h + pad) + h / 2 for i in range(n)],
+        mode="markers", showlegend=False, text=hover, hovertemplate="%{text}<extra></extra>",
+        marker={"symbol": "square", "size": 34, "color": "rgba(0,0,0,0.01)"},
+    ))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode=False)
+    return fig

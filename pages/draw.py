@@ -1,0 +1,69 @@
+"""Draw a digit: the drawing becomes an MNIST-like input, is encoded, decoded and placed among the others."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+import ui
+from convae.analysis import decode, encode, mnist_like, nearest_class
+from convae.figures import CLASS_COLOURS
+
+st.title("Draw a digit")
+ctx = ui.page_context()
+if ctx is not None:
+    from streamlit_drawable_canvas import st_canvas
+
+    config, splits, run, a = ctx
+    st.caption("Draw with the mouse or a finger. The drawing is turned into a 28×28 MNIST-style image (fitted "
+               "into a 20×20 box and centred by its centre of mass, as MNIST was made), encoded into K = "
+               f"{config.k} numbers and decoded again.")
+    c1, c2, c3 = st.columns([2, 1, 1], gap="medium")
+    with c1:
+        result = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", height=280,
+                           width=280, drawing_mode="freedraw", return_image_data=True,
+                           key=f"canvas-{st.session_state.get('canvas_round', 0)}")
+        st.button("Clear", on_click=lambda: st.session_state.update(
+            canvas_round=st.session_state.get("canvas_round", 0) + 1))
+    image_data = None
+    try:
+        image_data = result.image_data
+    except Exception:  # no drawing has reached the server yet
+        image_data = None
+    ink = None
+    if image_data is not None and np.asarray(image_data).size:
+        rgba = np.asarray(image_data, dtype=np.float32)
+        ink = torch.from_numpy(rgba[..., :3].mean(axis=2) / 255 * (rgba[..., 3] / 255))
+    if ink is None or float(ink.max()) < 0.1:
+        c2.info("Draw a digit on the black square.", icon="✏️")
+    else:
+        x = mnist_like(ink)
+        z = encode(run.model, x[None])
+        y = decode(run.model, z)[0]
+        c2.image(ui.image_to_uint8(x.float() / 255, 5), caption="the input, 28×28", width="stretch")
+        c3.image(ui.image_to_uint8(y, 5), caption="its reconstruction", width="stretch")
+        cls, dists = nearest_class(z[0], a.means)
+        st.success(f"Nearest class mean: **{a.classes[cls]}** (distance {dists[cls]:.2f} in the latent space)")
+        xy = a.pca.project(z).numpy()[0]
+        coords = a.pca.coords.numpy()
+        rng = np.random.default_rng(0)
+        sample = rng.choice(len(coords), size=min(3000, len(coords)), replace=False)
+        fig = go.Figure()
+        for c, name in enumerate(a.classes):
+            idx = sample[a.labels[sample] == c]
+            yy = coords[idx, 1] if coords.shape[1] > 1 else np.full(len(idx), float(c))
+            fig.add_trace(go.Scattergl(x=coords[idx, 0], y=yy, mode="markers", name=name,
+                                       marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.4}))
+        my = xy[1] if len(xy) > 1 else float(cls)
+        fig.add_trace(go.Scatter(x=[xy[0]], y=[my], mode="markers+text", name="your drawing",
+                                 text=["your drawing"], textposition="top center",
+                                 marker={"symbol": "x", "size": 20, "color": "red",
+                                         "line": {"color": "white", "width": 2}}))
+        titles = a.axis_titles()
+        fig.update_layout(height=480, xaxis_title=titles[0], yaxis_title=titles[1],
+                          legend={"itemsizing": "constant"}, margin={"l": 60, "r": 10, "t": 10, "b": 50})
+        left, right = st.columns([3, 1])
+        left.plotly_chart(fig, key="draw_latent", config={"displayModeBar": False})
+        right.markdown("**Distance to each class mean**")
+        right.dataframe({"class": list(a.classes), "distance": dists.numpy().round(2)}, hide_index=True,
+                        height=390)
