@@ -139,7 +139,7 @@ def sidebar() -> TrainConfig:
         st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="seed")
         config = selected_config()
         if not config.is_assignment_recipe or config.train_size is not None:
-            st.caption("⚠️ Not the assignment's recipe (batch 32, lr 0.001, all 60,000 images).")
+            st.caption(":material/warning: Not the assignment's recipe (batch 32, lr 0.001, all 60,000 images).")
         if config != TrainConfig(dataset=config.dataset):
             st.button("Back to the assignment's defaults", on_click=_reset_to_defaults, width="stretch")
     run = svc.store.get(config)
@@ -156,13 +156,13 @@ def sidebar() -> TrainConfig:
         if active:
             view = svc.jobs.snapshot(active)
             where = f"queued, position {view.position}" if view.state is JobState.QUEUED else "training now"
-            st.info(f"This configuration is {where}.", icon="⏳")
+            st.info(f"This configuration is {where}.", icon=":material/hourglass_top:")
         if run:
             st.success(
                 f"{'Shipped' if run.shipped else 'Trained'} model · {len(run.history.epochs)} epochs · "
-                f"validation MSE **{run.val_loss:.4f}**", icon="✅")
+                f"validation MSE **{run.val_loss:.4f}**", icon=":material/check_circle:")
         elif not active:
-            st.warning("No model for this configuration yet. Press **Train**.", icon="ℹ️")
+            st.warning("No model for this configuration yet. Press **Train**.", icon=":material/info:")
         st.caption(describe(config))
     return config
 
@@ -290,11 +290,11 @@ def page_context() -> tuple[TrainConfig, Splits, StoredRun, Analysis] | None:
         view = attached_job(config)
         if view is not None and view.state.active:
             st.info("This configuration is training now: the Train page shows it live; this page fills in "
-                    "when it is done.", icon="⏳")
+                    "when it is done.", icon=":material/hourglass_top:")
         else:
             st.info("No model for this configuration yet. Press **Train** in the sidebar (about "
                     f"{estimate_minutes(config)} on this machine), or go back to the assignment's defaults, "
-                    "which ship trained.", icon="ℹ️")
+                    "which ship trained.", icon=":material/info:")
         return None
     return config, splits, run, model_analysis(run, splits)
 

@@ -10,10 +10,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
-# Ten colours that stay apart for colour-blind viewers (Okabe-Ito plus four), one per class.
+# One colour per class: the familiar "tab10" palette, ten hues that stay apart.
 CLASS_COLOURS = (
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",
-    "#56B4E9", "#F0E442", "#000000", "#8C564B", "#7F7F7F",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )
 
 
@@ -158,9 +158,10 @@ def latent_figure(
     my = np.arange(len(class_names)) if one_d else means_2d[:, 1]
     fig.add_trace(go.Scatter(
         x=means_2d[:, 0], y=my, mode="markers+text", name="class means μ",
-        text=[f"μ {n}" for n in class_names], textposition="top center", textfont={"size": 13},
-        marker={"symbol": "star", "size": 16, "color": list(CLASS_COLOURS[: len(class_names)]),
-                "line": {"color": "white", "width": 1.5}},
+        text=[f"μ {n}" for n in class_names], textposition="top center",
+        textfont={"size": 15, "color": "#111111", "weight": "bold"},
+        marker={"symbol": "star", "size": 22, "color": list(CLASS_COLOURS[: len(class_names)]),
+                "line": {"color": "#111111", "width": 2}},
         hovertemplate="class mean %{text}<extra></extra>",
     ))
     if extra_point is not None:

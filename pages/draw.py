@@ -35,7 +35,7 @@ if ctx is not None:
         rgba = np.asarray(image_data, dtype=np.float32)
         ink = torch.from_numpy(rgba[..., :3].mean(axis=2) / 255 * (rgba[..., 3] / 255))
     if ink is None or float(ink.max()) < 0.1:
-        c2.info("Draw a digit on the black square.", icon="✏️")
+        c2.info("Draw a digit on the black square.", icon=":material/edit:")
     else:
         x = mnist_like(ink)
         z = encode(run.model, x[None])

@@ -35,7 +35,7 @@ def progress_block(view: JobView) -> None:
     p = view.latest
     if view.state is JobState.QUEUED:
         st.info(f"Queued: position {view.position} in the queue. It starts when the trainings before it end.",
-                icon="⏳")
+                icon=":material/hourglass_top:")
         return
     if p is None:
         st.progress(0.0, text="Starting…")
@@ -79,11 +79,11 @@ if splits is not None:
                       "reconstructions (bottom), updated every second.")
             if v.state is JobState.DONE:
                 st.success(f"Done: validation MSE {v.run.val_loss:.5f} after {len(v.epochs)} epochs. "
-                           "The other pages show this model now.", icon="✅")
+                           "The other pages show this model now.", icon=":material/check_circle:")
             elif v.state is JobState.CANCELLED:
-                st.warning("Stopped. Nothing was saved; the pages show the previous model, if any.", icon="⏹️")
+                st.warning("Stopped. Nothing was saved; the pages show the previous model, if any.", icon=":material/stop_circle:")
             elif v.state is JobState.FAILED:
-                st.error(f"Training failed: {v.error}", icon="❌")
+                st.error(f"Training failed: {v.error}", icon=":material/error:")
 
         live()
 
@@ -92,7 +92,7 @@ if splits is not None:
         if run is None:
             st.info(f"No model for this configuration yet. Press **Train** in the sidebar to train it "
                     f"(about {ui.estimate_minutes(config)} on this machine) and watch the loss fall here.",
-                    icon="ℹ️")
+                    icon=":material/info:")
         else:
             h = run.history
             spe = h.steps[-1] // len(h.epochs) if h.steps else 1

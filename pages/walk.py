@@ -38,7 +38,9 @@ if ctx is not None:
                                            hoverinfo="skip"))
             fig.add_trace(go.Scatter(x=a.means_2d[:, 0], y=a.means_2d[:, 1], mode="markers+text",
                                      text=list(a.classes), name="class means", textposition="top center",
-                                     marker={"symbol": "star", "size": 15, "color": list(CLASS_COLOURS)},
+                                     textfont={"size": 14, "color": "#111111", "weight": "bold"},
+                                     marker={"symbol": "star", "size": 20, "color": list(CLASS_COLOURS),
+                                             "line": {"color": "#111111", "width": 2}},
                                      hoverinfo="skip"))
             # An invisible lattice of clickable points: plotly reports clicks on points, not on empty space.
             fig.add_trace(go.Scatter(x=gx.ravel(), y=gy.ravel(), mode="markers", name="click target",
