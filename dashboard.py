@@ -8,7 +8,12 @@ import torch
 import ui
 
 st.set_page_config(page_title="convae: an auto-encoder on MNIST", page_icon="🔢", layout="wide")
-logging.getLogger("convae").setLevel(logging.INFO)
+_log = logging.getLogger("convae")
+if not _log.handlers:  # once per server process: jobs (queued, running, done...) go to the server's log
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _log.addHandler(_handler)
+    _log.setLevel(logging.INFO)
 torch.set_grad_enabled(False)  # pages only evaluate; training threads enable gradients themselves
 
 navigation = st.navigation(
@@ -27,5 +32,13 @@ navigation = st.navigation(
     },
     position="top",
 )
-ui.sidebar()
-navigation.run()
+try:
+    ui.sidebar()
+    navigation.run()
+except Exception as error:  # a page must never show a traceback to the class; the log keeps it
+    logging.getLogger("convae").exception("page %r failed", navigation.title)
+    st.error(
+        f"This page ran into a problem and could not be drawn ({type(error).__name__}: {error}). "
+        "The details are in the server's log. Reload the page, or go back to the assignment's defaults.",
+        icon=":material/error:",
+    )

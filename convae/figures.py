@@ -103,7 +103,7 @@ def loss_figure(
 ) -> go.Figure:
     """Running training loss over steps and validation loss at the end of each epoch."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=steps, y=step_losses, mode="lines", name="training loss (running average)",
+    fig.add_trace(go.Scatter(x=steps, y=step_losses, mode="lines", name="training loss (running average, restarts each epoch)",
                              line={"color": "#0072B2", "width": 2}))
     if epochs:
         fig.add_trace(go.Scatter(

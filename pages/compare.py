@@ -42,7 +42,8 @@ else:
         r = runs[i]
         h = r.history
         spe = h.steps[-1] / len(h.epochs) if h.steps else 1
-        label = f"Q1={r.config.q1} Q2={r.config.q2} K={r.config.k} (b{r.config.batch_size}, lr {r.config.lr:g})"
+        size = "" if r.config.train_size is None else f", {r.config.train_size:,} images"
+        label = f"Q1={r.config.q1} Q2={r.config.q2} K={r.config.k} (b{r.config.batch_size}, lr {r.config.lr:g}{size})"
         colour = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"][n % 6]
         fig.add_trace(go.Scatter(x=np.array(h.steps) / spe, y=h.step_losses, mode="lines", name=f"{label}: training",
                                  line={"color": colour, "width": 1.5}, opacity=0.6))
