@@ -54,6 +54,12 @@ if ctx is not None:
             yy = coords[idx, 1] if coords.shape[1] > 1 else np.full(len(idx), float(c))
             fig.add_trace(go.Scattergl(x=coords[idx, 0], y=yy, mode="markers", name=name,
                                        marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.4}))
+        mean_y = a.means_2d[:, 1] if a.means_2d.shape[1] > 1 else np.arange(len(a.classes), dtype=float)
+        fig.add_trace(go.Scatter(x=a.means_2d[:, 0], y=mean_y, mode="markers+text", name="class means",
+                                 text=list(a.classes), textposition="top center",
+                                 textfont={"size": 14, "color": "#111111", "weight": "bold"},
+                                 marker={"symbol": "star", "size": 18, "color": list(CLASS_COLOURS),
+                                         "line": {"color": "#111111", "width": 2}}))
         my = xy[1] if len(xy) > 1 else float(cls)
         fig.add_trace(go.Scatter(x=[xy[0]], y=[my], mode="markers+text", name="your drawing",
                                  text=["your drawing"], textposition="top center",
