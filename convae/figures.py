@@ -62,7 +62,7 @@ def figure2_image(mixtures: torch.Tensor, class_names: tuple[str, ...], scale: i
     font = _font(16)
     for i, name in enumerate(class_names):
         centre = 2 * scale + i * cell + 14 * scale
-        short = name if len(name) <= 10 else name[:9] + "…"
+        short = name if len(name) <= 12 else name[:11] + "…"
         draw.text((margin + centre, 20), short, fill="black", font=font, anchor="mm")
         draw.text((margin - 6, 40 + centre), short, fill="black", font=font, anchor="rm")
     return _with_title(canvas, "Figure 2: cell (row a, column b) = D((mu_a + mu_b) / 2); the diagonal shows the decoded class means D(mu_a)")
