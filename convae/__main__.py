@@ -43,8 +43,7 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from convae.analysis import class_means, encode, mixture_matrix, reconstruct
-    from convae.figures import figure1_image, figure2_image, save_png
+    from convae.analysis import class_means, encode
     from convae.store import run_root, save_checkpoint
     from convae.train import TrainConfig, train
 
@@ -58,7 +57,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise SystemExit(f"error: cannot create the output folder {out} ({e.strerror}); choose another with --out.")
+        raise SystemExit(
+            f"error: cannot create the output folder {out} ({e.strerror}); choose another with --out."
+        ) from e
     print(f"Training {config.key()} on {args.device}; writing to {out}", flush=True)
     if not config.is_assignment_recipe:
         print("note: batch size or learning rate differ from the assignment's (32, 0.001).", flush=True)
@@ -86,13 +87,33 @@ def cmd_train(args: argparse.Namespace) -> int:
                   "val_loss": result.history.epochs[-1]["val_loss"]},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    originals, recons, _ = reconstruct(result.model, splits.val_images[:100])
-    save_png(figure1_image(originals, recons), out / "reconstructions.png")
-    save_png(figure2_image(mixture_matrix(result.model, means), splits.classes), out / "mixtures.png")
+    write_figures(result.model, means, splits, out)
     last = result.history.epochs[-1]
     print(f"done in {result.seconds:.1f} s: final training loss {last['train_loss']:.5f}, "
           f"validation loss {last['val_loss']:.5f}\n  {ckpt}\n  {out / 'metrics.json'}\n"
           f"  {out / 'reconstructions.png'}\n  {out / 'mixtures.png'}")
+    return 0
+
+
+def write_figures(model, means, splits, out: Path) -> None:
+    """Figure 1 (reconstructions.png) and Figure 2 (mixtures.png) of a model into `out`."""
+    from convae.analysis import mixture_matrix, reconstruct
+    from convae.figures import figure1_image, figure2_image, save_png
+
+    originals, recons, _ = reconstruct(model, splits.val_images[:100])
+    save_png(figure1_image(originals, recons), out / "reconstructions.png")
+    save_png(figure2_image(mixture_matrix(model, means), splits.classes), out / "mixtures.png")
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from convae.store import load_checkpoint
+
+    run = load_checkpoint(Path(args.checkpoint))
+    splits = load_splits(ensure_data(args.data, run.config.dataset), run.config.dataset)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    write_figures(run.model, run.class_means, splits, out)
+    print(f"wrote {out / 'reconstructions.png'} and {out / 'mixtures.png'} (validation MSE {run.val_loss:.5f})")
     return 0
 
 
@@ -128,12 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output folder (default: runs/<config key>/)")
     t.set_defaults(func=cmd_train)
 
+    g = sub.add_parser("figures", help="redraw Figure 1 and Figure 2 of a saved checkpoint")
+    g.add_argument("checkpoint", help="a .pt file written by `train` or the dashboard")
+    g.add_argument("--data", help=f"data root (default: $CONVAE_DATA_DIR or {data_root()})")
+    g.add_argument("--out", help="output folder (default: the checkpoint's folder)")
+    g.set_defaults(func=cmd_figures)
+
     b = sub.add_parser("bench", help="plain assignment loop vs the project's engine, side by side")
     data_opts(b)
     b.add_argument("--device", default="cpu")
     b.add_argument("--epochs", type=_positive_int, default=2)
     b.add_argument("--steps", type=_positive_int, default=None, help="limit the steps per epoch")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads (default: torch's)")
+    b.add_argument("--repeat", type=_positive_int, default=1, help="run both loops this many times, alternating")
+    b.add_argument("--profile", type=_positive_int, default=None, metavar="STEPS",
+                   help="first profile STEPS training steps of each loop (torch.profiler) and print the top ops")
     b.set_defaults(func=cmd_bench)
     return p
 
