@@ -152,16 +152,21 @@ def latent_figure(
         fig.add_trace(go.Scattergl(
             x=coords[idx, 0], y=y, mode="markers", name=name,
             marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.55},
+            # A click selects a dot: mark it, and keep the others as they were (plotly dims them).
+            selected={"marker": {"size": 14, "color": "#111111", "opacity": 1}},
+            unselected={"marker": {"opacity": 0.55}},
             customdata=np.stack([idx, np.array(pics, dtype=object)], axis=1) if len(idx) else None,
             hovertemplate=f"<b>{name}</b> · image #%{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
         ))
     my = np.arange(len(class_names)) if one_d else means_2d[:, 1]
-    fig.add_trace(go.Scatter(
+    # WebGL like the dots: plotly draws its WebGL layer over SVG traces, which would bury the stars.
+    fig.add_trace(go.Scattergl(
         x=means_2d[:, 0], y=my, mode="markers+text", name="class means μ",
         text=[f"μ {n}" for n in class_names], textposition="top center",
         textfont={"size": 15, "color": "#111111", "weight": "bold"},
         marker={"symbol": "star", "size": 22, "color": list(CLASS_COLOURS[: len(class_names)]),
                 "line": {"color": "#111111", "width": 2}},
+        unselected={"marker": {"opacity": 1}, "textfont": {"color": "#111111"}},
         hovertemplate="class mean %{text}<extra></extra>",
     ))
     if extra_point is not None:

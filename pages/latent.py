@@ -23,20 +23,25 @@ if ctx is not None:
         st.caption("With K = 1 every image becomes a single number: the x axis is that number, and the classes "
                    "are spread on separate rows so that they can be told apart. Stars mark the class means.")
     fig = ui.latent_figure_for(run, a, splits)
-    event = st.plotly_chart(fig, key="latent", on_select="rerun", selection_mode="points",
-                            config={"displayModeBar": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
+    # The clicked image beside the plot, not below it, where a projected screen would not show it.
+    left, right = st.columns([3, 1], gap="medium")
+    with left:
+        event = st.plotly_chart(fig, key="latent", on_select="rerun", selection_mode="points",
+                                config={"displayModeBar": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
     point = ui.clicked_point(event)
-    if point is not None and point.get("customdata") is not None:
-        i = int(point["customdata"][0])
-        c1, c2, c3 = st.columns([1, 1, 3])
-        c1.image(ui.image_to_uint8(splits.val_images[i].float() / 255, 6),
-                 caption=f"image #{i}: {a.classes[a.labels[i]]}")
-        from convae.analysis import reconstruct
+    with right:
+        if point is not None and point.get("customdata") is not None:
+            from convae.analysis import reconstruct
 
-        _, rec, err = reconstruct(run.model, splits.val_images[i : i + 1])
-        c2.image(ui.image_to_uint8(rec[0], 6), caption=f"its reconstruction (MSE {err[0]:.4f})")
-        z = a.latents[i].numpy()
-        c3.markdown(f"**Its latent code** (K = {k}):")
-        c3.code(np.array2string(z, precision=2, max_line_width=60, suppress_small=True))
-    else:
-        st.caption("Click a dot to see the image, its reconstruction and its latent code.")
+            i = int(point["customdata"][0])
+            _, rec, err = reconstruct(run.model, splits.val_images[i : i + 1])
+            c1, c2 = st.columns(2)
+            c1.image(ui.image_to_uint8(splits.val_images[i].float() / 255, 6),
+                     caption=f"image #{i}: {a.classes[a.labels[i]]}", width="stretch")
+            c2.image(ui.image_to_uint8(rec[0], 6), caption=f"its reconstruction (MSE {err[0]:.4f})",
+                     width="stretch")
+            z = a.latents[i].numpy()
+            st.markdown(f"**Its latent code** (K = {k}):")
+            st.code(np.array2string(z, precision=2, max_line_width=30, suppress_small=True))
+        else:
+            st.caption("Click a dot to see the image, its reconstruction and its latent code here.")

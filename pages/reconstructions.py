@@ -30,6 +30,6 @@ if ctx is not None:
     for title, idx in (("Largest errors", order[:8]), ("Smallest errors", order[-8:][::-1])):
         st.markdown(f"**{title}**")
         cols = st.columns(8)
-        for col, i in zip(cols, idx):
+        for col, i in zip(cols, idx, strict=False):
             pair = np.concatenate([ui.image_to_uint8(a.originals[i], 3), ui.image_to_uint8(a.recons[i], 3)], axis=1)
             col.image(pair, caption=f"{a.classes[labels[i]]} · MSE {a.errors[i]:.4f}", width="stretch")

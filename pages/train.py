@@ -81,7 +81,8 @@ if splits is not None:
                 st.success(f"Done: validation MSE {v.run.val_loss:.5f} after {len(v.epochs)} epochs. "
                            "The other pages show this model now.", icon=":material/check_circle:")
             elif v.state is JobState.CANCELLED:
-                st.warning("Stopped. Nothing was saved; the pages show the previous model, if any.", icon=":material/stop_circle:")
+                st.warning("Stopped. Nothing was saved; the pages show the previous model, if any.",
+                           icon=":material/stop_circle:")
             elif v.state is JobState.FAILED:
                 st.error(f"Training failed: {v.error}", icon=":material/error:")
 

@@ -1,0 +1,270 @@
+"""Screenshots of every dashboard page for the README, on the real data and the shipped model.
+
+    .venv/bin/python scripts/screenshots.py                  # writes docs/screenshots/<page>.png
+    .venv/bin/python scripts/screenshots.py --out /tmp/shots --no-extra-runs
+
+Starts `streamlit run dashboard.py` on a free localhost port (data from data/ or $CONVAE_DATA_DIR;
+a fresh, temporary run store, so that only the shipped model and the runs made here appear), opens
+it in Debian's Chromium (Playwright) with a 1500 x 1000 viewport, and on each page does what shows it
+best: a point of the latent space clicked, a cell of Figure 2 selected and α moved, a point of the
+latent walk clicked, a '3' drawn on the canvas. Unless --no-extra-runs, it first trains two quick
+demo runs (K = 8 and K = 16 on 1,000 images) so that the Compare page has something to compare.
+Prints how long each page took to draw, including the latent space with all 10,000 codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+WAIT_MS = 120_000
+# Quick demos beside the shipped K = 10 model. (With seed 0 and 1,000 images, K = 2, 3, 4, 6 and 32 stay
+# stuck on a blank output, the sigmoid saturated at 0; K = 8 and 16 learn.)
+EXTRA_RUNS = [["--k", "8"], ["--k", "16"]]
+
+# True once the latent scatter holds all 10,000 validation codes (its first ten traces, one per class).
+ALL_CODES_DRAWN_JS = """() => { const g = document.querySelector('.js-plotly-plot');
+  return !!g && !!g._fullData && g._fullData.slice(0, 10).reduce((n, d) => n + (d._length || 0), 0) >= 10000; }"""
+
+# A typical dot of class `cls` that no class-mean star covers: the nearest to its class mean among the
+# dots at least 25 pixels from every star.
+TYPICAL_DOT_JS = """(cls) => {
+  const g = document.querySelector('.js-plotly-plot'), fl = g._fullLayout;
+  const d = g._fullData[cls], m = g._fullData.find(t => String(t.name).startsWith('class means'));
+  const px = (x, y) => [fl.xaxis.l2p(x), fl.yaxis.l2p(y)];
+  const stars = Array.from(m.x, (x, i) => px(x, m.y[i])), [cu, cv] = stars[cls];
+  let best = 0, bestDist = Infinity;
+  for (let i = 0; i < d._length; i++) {
+    const [u, v] = px(d.x[i], d.y[i]);
+    if (Math.min(...stars.map(([a, b]) => Math.hypot(u - a, v - b))) < 25) continue;
+    const dist = Math.hypot(u - cu, v - cv);
+    if (dist < bestDist) { bestDist = dist; best = i; }
+  }
+  return [d.x[best], d.y[best]];
+}"""
+
+# The screen position of a data point (x, y) of the index-th plotly chart on the page.
+DATA_TO_SCREEN_JS = """([index, x, y]) => {
+  const g = document.querySelectorAll('.js-plotly-plot')[index];
+  const fl = g._fullLayout, r = g.getBoundingClientRect();
+  return [r.left + fl.xaxis._offset + fl.xaxis.l2p(x), r.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def train_extra_runs(runs: Path) -> None:
+    for args in EXTRA_RUNS:
+        name = "-".join(a.strip("-") for a in args)
+        cmd = [
+            sys.executable,
+            "-m",
+            "convae",
+            "train",
+            *args,
+            "--train-size",
+            "1000",
+            "--epochs",
+            "10",
+            "--out",
+            str(runs / name),
+        ]
+        print("training a quick demo run:", " ".join(cmd[1:]), flush=True)
+        # One intra-op thread: a small model trains fastest so on a small, shared machine.
+        subprocess.run(
+            cmd, cwd=PROJECT, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
+
+
+def start_server(runs: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "CONVAE_RUNS_DIR": str(runs)}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "dashboard.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+            ],
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.25)
+    proc.kill()
+    raise SystemExit(f"The dashboard did not start; its log:\n{log_path.read_text()[-3000:]}")
+
+
+def go_to(page, section: str, path: str, heading: str) -> float:
+    """Switch page through the top navigation; seconds until its heading shows."""
+    t = time.perf_counter()
+    page.locator('[data-testid="stTopNavSection"]', has_text=section).click()
+    page.locator(f'a[data-testid="stTopNavDropdownLink"][href$="/{path}"]').click()
+    page.locator("h1", has_text=heading).wait_for()
+    return time.perf_counter() - t
+
+
+def click_data_point(page, chart: int, x: float, y: float) -> None:
+    page.mouse.click(*page.evaluate(DATA_TO_SCREEN_JS, [chart, x, y]))
+
+
+def three_stroke(box: dict) -> list[tuple[float, float]]:
+    """A '3' in one stroke: two arcs, open on the left, in canvas pixels."""
+    pts = []
+    for cx, cy, r, a0, a1 in ((0.5, 0.33, 0.17, -160, 90), (0.5, 0.67, 0.19, -90, 160)):
+        for i in range(25):
+            a = math.radians(a0 + (a1 - a0) * i / 24)
+            pts.append((cx + r * math.cos(a), cy + r * math.sin(a)))
+    return [(box["x"] + u * box["width"], box["y"] + v * box["height"]) for u, v in pts]
+
+
+def shoot(page, out: Path, name: str) -> None:
+    page.mouse.move(3, 500)  # no hover label or canvas toolbar in the picture
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(out / f"{name}.png"))
+    print(f"wrote {out / f'{name}.png'}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=PROJECT / "docs" / "screenshots")
+    parser.add_argument("--no-extra-runs", action="store_true", help="do not train the two quick demo runs")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).is_file():
+        raise SystemExit(f"{CHROMIUM} not found: install Debian's chromium package.")
+    from playwright.sync_api import sync_playwright
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="convae-shots-") as tmp:
+        runs = Path(tmp) / "runs"
+        if not args.no_extra_runs:
+            train_extra_runs(runs)
+        proc, url = start_server(runs, Path(tmp) / "server.log")
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1500, "height": 1000})
+                page.set_default_timeout(WAIT_MS)
+
+                t = time.perf_counter()
+                page.goto(url)
+                page.get_by_text("Loss history of the model shown").wait_for()
+                page.locator(".js-plotly-plot").first.wait_for()
+                timings["Train (first load)"] = time.perf_counter() - t
+                shoot(page, args.out, "train")
+
+                t = go_to(page, "The assignment", "reconstructions", "Reconstructions (Figure 1)")
+                page.locator(".js-plotly-plot").first.wait_for()
+                timings["Reconstructions"] = t
+                shoot(page, args.out, "reconstructions")
+
+                t = time.perf_counter()
+                go_to(page, "The assignment", "latent", "Latent space")
+                page.wait_for_function(ALL_CODES_DRAWN_JS)
+                timings["Latent space, 10,000 points drawn"] = time.perf_counter() - t
+                # Click a '2' near its class mean: its image, reconstruction and code appear beside the plot.
+                x, y = page.evaluate(TYPICAL_DOT_JS, 2)
+                click_data_point(page, 0, x, y)
+                page.get_by_text("Its latent code").wait_for()
+                shoot(page, args.out, "latent")
+
+                timings["Mixtures"] = go_to(page, "The assignment", "mixtures", "Mixtures of classes (Figure 2)")
+                cell = page.evaluate("""() => { const d = document.querySelector('.js-plotly-plot')._fullData[1];
+                    const i = d.customdata.findIndex(c => c[0] === 4 && c[1] === 9); return [d.x[i], d.y[i]]; }""")
+                click_data_point(page, 0, *cell)
+                page.get_by_role("heading", name="From 4 to 9").wait_for()
+                alpha = page.get_by_role("slider", name="α: how much of 9")
+                alpha.focus()
+                for _ in range(4):
+                    alpha.press("ArrowRight")
+                page.get_by_text("α = 0.70").wait_for()
+                shoot(page, args.out, "mixtures")
+
+                timings["Latent walk"] = go_to(page, "Explore further", "walk", "Walk the latent space")
+                # Click the lattice point nearest to the middle of the class means of 4 and 9.
+                target = page.evaluate("""() => { const all = document.querySelector('.js-plotly-plot')._fullData;
+                    const m = all.find(t => t.name === 'class means'), c = all.find(t => t.name === 'click target');
+                    const mx = (m.x[4] + m.x[9]) / 2, my = (m.y[4] + m.y[9]) / 2;
+                    let best = 0, bd = Infinity;
+                    for (let i = 0; i < c._length; i++) {
+                      const dd = (c.x[i] - mx) ** 2 + (c.y[i] - my) ** 2; if (dd < bd) { bd = dd; best = i; }
+                    }
+                    return [c.x[best], c.y[best]]; }""")
+                click_data_point(page, 0, *target)
+                page.locator('[data-testid="stImage"]', has_text=f"D(code at ({target[0]:.2f}").wait_for()
+                shoot(page, args.out, "walk")
+
+                timings["Draw a digit"] = go_to(page, "Explore further", "draw", "Draw a digit")
+                canvas = page.locator("canvas.upper-canvas")
+                canvas.wait_for()
+                stroke = three_stroke(canvas.bounding_box())
+                page.mouse.move(*stroke[0])
+                page.mouse.down()
+                for point in stroke[1:]:
+                    page.mouse.move(*point)
+                page.mouse.up()
+                page.get_by_text("Nearest class mean:").wait_for()
+                page.locator(".js-plotly-plot").first.wait_for()
+                shoot(page, args.out, "draw")
+
+                timings["Compare runs"] = go_to(page, "Explore further", "compare", "Compare runs")
+                page.locator(".js-plotly-plot").first.wait_for()
+                shoot(page, args.out, "compare")
+                browser.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log = (Path(tmp) / "server.log").read_text()
+        if "Traceback" in log:
+            print("The server logged an exception:\n" + log[-3000:], file=sys.stderr)
+            raise SystemExit(1)
+    print("seconds to draw each page:")
+    for name, seconds in timings.items():
+        print(f"  {name:<36} {seconds:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
