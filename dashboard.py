@@ -16,18 +16,20 @@ if not _log.handlers:  # once per server process: jobs (queued, running, done...
     _log.setLevel(logging.INFO)
 torch.set_grad_enabled(False)  # pages only evaluate; training threads enable gradients themselves
 
+# Pages live in app_pages/: a folder named pages/ would make Streamlit run a page file on its own
+# (no sidebar, no navigation) for a direct link opened before this script has run once.
 navigation = st.navigation(
     {
         "The assignment": [
-            st.Page("pages/train.py", title="Train", icon=":material/monitoring:", default=True),
-            st.Page("pages/reconstructions.py", title="Reconstructions", icon=":material/compare:"),
-            st.Page("pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
-            st.Page("pages/mixtures.py", title="Mixtures", icon=":material/grid_on:"),
+            st.Page("app_pages/train.py", title="Train", icon=":material/monitoring:", default=True),
+            st.Page("app_pages/reconstructions.py", title="Reconstructions", icon=":material/compare:"),
+            st.Page("app_pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
+            st.Page("app_pages/mixtures.py", title="Mixtures", icon=":material/grid_on:"),
         ],
         "Explore further": [
-            st.Page("pages/walk.py", title="Latent walk", icon=":material/explore:"),
-            st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
-            st.Page("pages/compare.py", title="Compare runs", icon=":material/table_chart:"),
+            st.Page("app_pages/walk.py", title="Latent walk", icon=":material/explore:"),
+            st.Page("app_pages/draw.py", title="Draw a digit", icon=":material/draw:"),
+            st.Page("app_pages/compare.py", title="Compare runs", icon=":material/table_chart:"),
         ],
     },
     position="top",

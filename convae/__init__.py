@@ -1,6 +1,6 @@
 """convae: the assignment's convolutional auto-encoder on MNIST, its training engine and analysis.
 
-The core never imports streamlit; the dashboard (dashboard.py, pages/) and the command line
+The core never imports streamlit; the dashboard (dashboard.py, app_pages/) and the command line
 (`python -m convae`) both call it.
 """
 

@@ -6,10 +6,10 @@ sidebar and the pages show the new model; K = 1 and K = 2 models (the pages draw
 the Mixtures page's pair and α; the Draw page with a drawing (the canvas's value set through session
 state, as the browser component would send it).
 
-Under AppTest only the first run of a session goes through dashboard.py (navigation and sidebar):
-while a `pages/` folder sits beside the entry point, Streamlit runs later runs, and `switch_page()`,
-as a page file on its own. So the sidebar is checked on first runs (state set beforehand), and the
-pages read the config from session state through `ui.selected_config()`. The browser test
+The pages live in `app_pages/`, not `pages/`: a `pages/` folder beside the entry point would make
+Streamlit run a page file on its own (no sidebar, no navigation) until dashboard.py has run once.
+The sidebar is checked on first runs (state set beforehand), and the pages read the config from
+session state through `ui.selected_config()`. The browser test
 (test_browser.py) covers what AppTest cannot: clicks on charts, the canvas, the live chart.
 """
 
@@ -33,12 +33,12 @@ from convae.train import TrainConfig, train
 PROJECT = Path(__file__).resolve().parent.parent
 DASHBOARD = str(PROJECT / "dashboard.py")
 PAGES = [
-    "pages/reconstructions.py",
-    "pages/latent.py",
-    "pages/mixtures.py",
-    "pages/walk.py",
-    "pages/draw.py",
-    "pages/compare.py",
+    "app_pages/reconstructions.py",
+    "app_pages/latent.py",
+    "app_pages/mixtures.py",
+    "app_pages/walk.py",
+    "app_pages/draw.py",
+    "app_pages/compare.py",
 ]
 ALL_PAGES = ["dashboard.py", *PAGES]  # dashboard.py opens on its default page, Train
 RUN_TIMEOUT = 60  # seconds for one script run: generous for a loaded two-core machine
@@ -189,11 +189,11 @@ def test_train_button_trains_and_the_pages_show_the_new_model(app_env: Path) -> 
     assert at.sidebar.button(key="train_button").label == "Retrain"
     assert any("Loss history of the model shown (trained" in s for s in texts(at.subheader))
 
-    at.switch_page("pages/reconstructions.py").run()
+    at.switch_page("app_pages/reconstructions.py").run()
     assert_clean(at)
     assert at.metric[0].value == f"{view.run.val_loss:.5f}"
     assert at.metric[2].value == "2 numbers per image"
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert_clean(at)
     assert 2 in list(at.dataframe[0].value["K"])
 
@@ -230,11 +230,11 @@ def test_pages_draw_a_one_or_two_number_latent_code(small_k_runs: dict[int, Trai
     at = open_page("dashboard.py", **config_state(small_k_runs[k]))
     assert_clean(at)
     assert any("validation MSE" in s for s in texts(at.sidebar.success))
-    for page in ("pages/latent.py", "pages/walk.py", "pages/mixtures.py", "pages/reconstructions.py"):
+    for page in ("app_pages/latent.py", "app_pages/walk.py", "app_pages/mixtures.py", "app_pages/reconstructions.py"):
         at.switch_page(page).run()
         assert_clean(at)
         assert not any(NO_MODEL in i for i in texts(at.info)), page
-    at.switch_page("pages/walk.py").run()
+    at.switch_page("app_pages/walk.py").run()
     if k == 1:  # a slider replaces the plane
         assert at.slider[0].label == "z (the 1-D latent code)"
     else:
@@ -242,7 +242,7 @@ def test_pages_draw_a_one_or_two_number_latent_code(small_k_runs: dict[int, Trai
 
 
 def test_mixtures_pair_and_alpha(shipped: None) -> None:
-    at = open_page("pages/mixtures.py", pair=(1, 5))
+    at = open_page("app_pages/mixtures.py", pair=(1, 5))
     assert_clean(at)
     assert texts(at.subheader)[0] == "From 1 to 5"
     before = at.image[1].value
@@ -269,7 +269,7 @@ def drawing_data_url(points: list[tuple[int, int]]) -> str:
 
 
 def test_draw_page_reads_a_drawing(shipped: None) -> None:
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     assert_clean(at)
     key = canvas(at).key
     at.session_state[key] = {
