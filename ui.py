@@ -21,7 +21,7 @@ from convae.store import RunStore, StoredRun
 from convae.train import TrainConfig
 
 DEFAULTS = {"dataset": "mnist", "q1": 32, "q2": 32, "k": 10, "epochs": 10, "lr": 1e-3, "batch_size": 32,
-            "train_size": 0, "seed": 0}
+            "train_size": 0, "seed": 0, "mean_init": False}
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 BATCH_SIZES = {32: "32 (the assignment's)", 128: "128 (fast demo, not the assignment's)",
                256: "256 (fast demo, not the assignment's)"}
@@ -110,13 +110,15 @@ def selected_config() -> TrainConfig:
     _init_state()
     s = st.session_state
     return TrainConfig(q1=s.q1, q2=s.q2, k=s.k, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
-                       train_size=s.train_size or None, seed=int(s.seed), dataset=s.dataset)
+                       train_size=s.train_size or None, seed=int(s.seed), dataset=s.dataset,
+                       mean_init=bool(s.mean_init))
 
 
 def describe(config: TrainConfig) -> str:
     size = "60,000" if config.train_size is None else f"{config.train_size:,}"
     return (f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {config.epochs} epochs · lr {config.lr:g} · "
-            f"batch {config.batch_size} · {size} images · seed {config.seed}")
+            f"batch {config.batch_size} · {size} images · seed {config.seed}"
+            + (" · output starts at the mean" if config.mean_init else ""))
 
 
 def sidebar() -> TrainConfig:
@@ -137,9 +139,14 @@ def sidebar() -> TrainConfig:
         st.selectbox("Batch size", list(BATCH_SIZES), key="batch_size", format_func=BATCH_SIZES.get)
         st.selectbox("Training images", list(TRAIN_SIZES), key="train_size", format_func=TRAIN_SIZES.get)
         st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="seed")
+        st.checkbox("Start the output at the mean brightness", key="mean_init",
+                    help="Not the assignment's (which keeps PyTorch's default start). Sets the last layer's bias so "
+                         "that the untrained model outputs the average pixel instead of 0.5 grey. This stops the "
+                         "sigmoid from saturating at 0 in the first steps, which leaves some models blank for good.")
         config = selected_config()
-        if not config.is_assignment_recipe or config.train_size is not None:
-            st.caption(":material/warning: Not the assignment's recipe (batch 32, lr 0.001, all 60,000 images).")
+        if not config.is_assignment_recipe or config.train_size is not None or config.mean_init:
+            st.caption(":material/warning: Not the assignment's recipe (batch 32, lr 0.001, all 60,000 images, "
+                       "default start).")
         if config != TrainConfig(dataset=config.dataset):
             st.button("Back to the assignment's defaults", on_click=_reset_to_defaults, width="stretch")
     run = svc.store.get(config)
@@ -157,7 +164,10 @@ def sidebar() -> TrainConfig:
             view = svc.jobs.snapshot(active)
             where = f"queued, position {view.position}" if view.state is JobState.QUEUED else "training now"
             st.info(f"This configuration is {where}.", icon=":material/hourglass_top:")
-        if run:
+        if run and is_blank(run):
+            st.warning(f"Trained model · validation MSE **{run.val_loss:.4f}**, no better than a blank image: "
+                       "it learned nothing. Change the seed and train again.", icon=":material/warning:")
+        elif run:
             st.success(
                 f"{'Shipped' if run.shipped else 'Trained'} model · {len(run.history.epochs)} epochs · "
                 f"validation MSE **{run.val_loss:.4f}**", icon=":material/check_circle:")
@@ -228,6 +238,34 @@ def _provisioning_panel(dataset: str) -> None:
     panel()
 
 
+@st.cache_resource(show_spinner=False)
+def blank_loss(dataset: str) -> float | None:
+    """The validation MSE of an all-black output for a data set (None while its data is missing)."""
+    if check_files(data_root(), dataset):
+        return None
+    return analysis.blank_mse(load_splits(data_root(), dataset).val_images)
+
+
+def is_blank(run: StoredRun) -> bool:
+    blank = blank_loss(run.config.dataset)
+    return blank is not None and analysis.learned_nothing(run.val_loss, blank)
+
+
+BLANK_ADVICE = (
+    "This model outputs (almost) blank images: its validation MSE ({loss:.4f}) is no better than that of "
+    "an all-black image ({blank:.4f}). Early in training the output sigmoid saturated at 0, where its "
+    "gradient vanishes, and Adam could not bring it back: a known failure of this network that depends on "
+    "the random start. Change the **seed** in the sidebar and train again, or tick **Start the output at "
+    "the mean brightness**, which avoids it."
+)
+
+
+def blank_warning(run: StoredRun) -> None:
+    if is_blank(run):
+        st.warning(BLANK_ADVICE.format(loss=run.val_loss, blank=blank_loss(run.config.dataset)),
+                   icon=":material/warning:")
+
+
 def current_run(config: TrainConfig) -> StoredRun | None:
     return services().store.get(config)
 
@@ -296,6 +334,7 @@ def page_context() -> tuple[TrainConfig, Splits, StoredRun, Analysis] | None:
                     f"{estimate_minutes(config)} on this machine), or go back to the assignment's defaults, "
                     "which ship trained.", icon=":material/info:")
         return None
+    blank_warning(run)
     return config, splits, run, model_analysis(run, splits)
 
 

@@ -20,7 +20,8 @@ if not runs:
     st.info("No stored runs yet. Train a few configurations (e.g. K = 2, 10 and 32) and compare them here.")
 else:
     st.caption("Every model in the store. Sort by clicking a column header; tick rows to overlay their loss "
-               "curves and see their reconstructions of the same digits. Try K = 2, 10 and 32.")
+               "curves and see their reconstructions of the same digits. Try K = 2, 10 and 32 (a model that "
+               "comes out blank learned nothing: train it again with another seed).")
     table = pd.DataFrame([{
         "data set": r.config.dataset, "Q1": r.config.q1, "Q2": r.config.q2, "K": r.config.k,
         "epochs": len(r.history.epochs), "learning rate": r.config.lr, "batch": r.config.batch_size,

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from convae import analysis
 from convae.figures import loss_figure
 from convae.jobs import JobState, JobView
 
@@ -72,12 +73,19 @@ if splits is not None:
                 st.session_state.pop("watching")
                 st.rerun(scope="app")  # the sidebar and the other pages now show the new model
             progress_block(v)
+            blank = ui.blank_loss(v.config.dataset)
+            last_val = v.epochs[-1]["val_loss"] if v.epochs else None
+            if v.state.active and last_val is not None and blank and analysis.learned_nothing(last_val, blank):
+                st.warning(f"So far the model outputs blank images (validation MSE {last_val:.4f}, the same as an "
+                           f"all-black image). If this does not change in the next epoch, press **Stop**, change "
+                           "the seed and train again.", icon=":material/warning:")
             spe = v.latest.steps_per_epoch if v.latest else 1
             chart(v.steps, v.step_losses, v.epochs, spe, key="live_chart")
             if v.preview is not None:
                 strip(v.preview, "Watch it learn: fixed validation digits (top) and the model's current "
                       "reconstructions (bottom), updated every second.")
             if v.state is JobState.DONE:
+                ui.blank_warning(v.run)
                 st.success(f"Done: validation MSE {v.run.val_loss:.5f} after {len(v.epochs)} epochs. "
                            "The other pages show this model now.", icon=":material/check_circle:")
             elif v.state is JobState.CANCELLED:
@@ -99,14 +107,13 @@ if splits is not None:
             spe = h.steps[-1] // len(h.epochs) if h.steps else 1
             label = "shipped with the project" if run.shipped else f"trained {run.created.replace('T', ' ')}"
             st.subheader(f"Loss history of the model shown ({label})")
+            ui.blank_warning(run)
             c1, c2, c3 = st.columns(3)
             c1.metric("Validation MSE", f"{run.val_loss:.5f}")
             c2.metric("Training loss, last epoch", f"{run.train_loss:.5f}")
             c3.metric("Training time", f"{run.seconds / 60:.1f} min" + (f" on {run.device}" if run.device else ""))
             chart(h.steps, h.step_losses, h.epochs, spe, key="history_chart")
-            from convae.analysis import reconstruct
-
-            _, recons, _ = reconstruct(run.model, splits.val_images[preview_idx])
+            _, recons, _ = analysis.reconstruct(run.model, splits.val_images[preview_idx])
             strip(recons, "Fixed validation digits (top) and this model's reconstructions (bottom).")
             rows = pd.DataFrame(h.epochs)
             st.download_button(

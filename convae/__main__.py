@@ -49,7 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         q1=args.q1, q2=args.q2, k=args.k, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        train_size=args.train_size, seed=args.seed, dataset=args.dataset,
+        train_size=args.train_size, seed=args.seed, dataset=args.dataset, mean_init=args.mean_init,
     )
     root = ensure_data(args.data, args.dataset, progress=lambda m: print(m, flush=True))
     splits = load_splits(root, args.dataset)
@@ -63,6 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"Training {config.key()} on {args.device}; writing to {out}", flush=True)
     if not config.is_assignment_recipe:
         print("note: batch size or learning rate differ from the assignment's (32, 0.001).", flush=True)
+    if config.mean_init:
+        print("note: --mean-init is not the assignment's (it keeps PyTorch's default start).", flush=True)
 
     bar = tqdm(total=config.epochs * -(-len(splits.train_images[: config.train_size]) // config.batch_size),
                unit="step", dynamic_ncols=True, file=sys.stdout)
@@ -145,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--train-size", type=_positive_int, default=None, help="use only the first N training images")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--mean-init", action="store_true",
+                   help="not the assignment's: start the output at the mean pixel (avoids blank models)")
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
     t.add_argument("--out", help="output folder (default: runs/<config key>/)")
     t.set_defaults(func=cmd_train)

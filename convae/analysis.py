@@ -146,3 +146,13 @@ def mnist_like(canvas: torch.Tensor) -> torch.Tensor:
     out = torch.zeros(28, 28)
     out[top : top + nh, left : left + nw] = small
     return (out.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def blank_mse(images: torch.Tensor) -> float:
+    """The MSE of an all-black output on uint8 images: what a model that learned nothing scores."""
+    return images.to(torch.float64).div(255).pow(2).mean().item()
+
+
+def learned_nothing(val_loss: float, blank: float) -> bool:
+    """True when a validation loss is no better than an all-black output (the sigmoid saturated)."""
+    return val_loss >= 0.97 * blank

@@ -11,6 +11,7 @@ Encoder E (Table 1a)                         Decoder D (Table 1b)
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -89,6 +90,19 @@ class AutoEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+    @torch.no_grad()
+    def start_at_mean(self, mean_pixel: float) -> None:
+        """Set the last layer's bias so that the untrained output is about `mean_pixel`, not 0.5.
+
+        Not part of the assignment (which keeps PyTorch's default initialisation). With the default,
+        the first Adam steps can push the sigmoid so far into 0 that its gradient vanishes and the model
+        outputs blank images for good; starting at the mean pixel avoids that for every K tried.
+        """
+        if not 0.0 < mean_pixel < 1.0:
+            raise ValueError(f"mean_pixel must lie in (0, 1), got {mean_pixel}.")
+        last = self.decoder.net[-2]  # ConvTranspose2d(Q1 -> 1), before the Sigmoid
+        last.bias.fill_(math.log(mean_pixel / (1 - mean_pixel)))
 
     @property
     def sizes(self) -> tuple[int, int, int]:

@@ -20,6 +20,7 @@ import io
 from pathlib import Path
 
 import pytest
+import torch
 import streamlit as st
 from conftest import tiny_config
 from PIL import Image, ImageDraw
@@ -167,16 +168,16 @@ def test_page_without_a_model(app_env: Path, page: str) -> None:
 def test_train_button_trains_and_the_pages_show_the_new_model(app_env: Path) -> None:
     import ui  # the module object the app imports, so the same cached services
 
-    small = {"q1": 4, "q2": 4, "k": 2, "epochs": 1}
+    small = {"q1": 4, "q2": 4, "k": 2, "epochs": 1, "mean_init": True}  # learns in one epoch
     at = open_page("dashboard.py", **small)
     assert any(NO_MODEL in w for w in texts(at.sidebar.warning))
-    assert "Q1=4, Q2=4, K=2 · 1 epochs" in texts(at.sidebar.caption)[-1]
+    assert any("Q1=4, Q2=4, K=2 · 1 epochs" in c for c in texts(at.sidebar.caption))
 
     at.button(key="train_button").click().run()
     assert_clean(at)
     view = ui.services().jobs.wait(at.session_state["job_id"], timeout=120)
     assert view is not None and view.state == "done", view and (view.state, view.error)
-    assert view.config == TrainConfig(q1=4, q2=4, k=2, epochs=1)
+    assert view.config == TrainConfig(q1=4, q2=4, k=2, epochs=1, mean_init=True)
     assert (app_env / f"{view.config.key()}.pt").is_file()
     at.run()  # the Train page's live panel now reports the finished run
     assert_clean(at)
@@ -208,7 +209,7 @@ def small_k_runs(app_env: Path, data_root: Path) -> dict[int, TrainConfig]:
     store = RunStore(app_env, shipped=None)
     configs = {}
     for k in (1, 2):
-        result = train(tiny_config(k=k, train_size=None), splits, device="cpu")
+        result = train(tiny_config(k=k, train_size=None, mean_init=True), splits, device="cpu")
         store.save(result, class_means(encode(result.model, splits.val_images), splits.val_labels))
         configs[k] = result.config
     return configs
@@ -222,6 +223,7 @@ def config_state(config: TrainConfig) -> dict:
         "epochs": config.epochs,
         "train_size": 0,
         "seed": config.seed,
+        "mean_init": config.mean_init,
     }
 
 
@@ -229,7 +231,7 @@ def config_state(config: TrainConfig) -> dict:
 def test_pages_draw_a_one_or_two_number_latent_code(small_k_runs: dict[int, TrainConfig], k: int) -> None:
     at = open_page("dashboard.py", **config_state(small_k_runs[k]))
     assert_clean(at)
-    assert any("validation MSE" in s for s in texts(at.sidebar.success))
+    assert any("validation MSE" in s for s in texts(at.sidebar.success))  # a model that learned something
     for page in ("app_pages/latent.py", "app_pages/walk.py", "app_pages/mixtures.py", "app_pages/reconstructions.py"):
         at.switch_page(page).run()
         assert_clean(at)
@@ -288,3 +290,21 @@ def test_draw_page_reads_a_drawing(shipped: None) -> None:
     assert_clean(at)
     assert canvas(at).key != key
     assert any("Draw a digit on the black square" in i for i in texts(at.info))
+
+
+def test_a_model_that_learned_nothing_is_called_out(app_env: Path, data_root: Path) -> None:
+    """A model whose output is blank (validation MSE of an all-black image) gets a warning and advice."""
+    from convae.train import evaluate
+
+    splits = load_splits(data_root)
+    result = train(tiny_config(k=3, train_size=None), splits, device="cpu")
+    with torch.no_grad():
+        result.model.decoder.net[-2].bias.fill_(-50.0)  # sigmoid(-50) = 0: a saturated, blank output
+    result.history.epochs[-1]["val_loss"] = evaluate(result.model, splits.val_images)
+    RunStore(app_env, shipped=None).save(result, class_means(encode(result.model, splits.val_images), splits.val_labels))
+    at = open_page("dashboard.py", **config_state(result.config))
+    assert_clean(at)
+    assert any("it learned nothing" in w for w in texts(at.sidebar.warning))
+    at.switch_page("app_pages/reconstructions.py").run()
+    assert_clean(at)
+    assert any("blank images" in w and "seed" in w for w in texts(at.warning))

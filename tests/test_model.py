@@ -174,3 +174,15 @@ def test_numpy_integers_are_accepted() -> None:
     model = AutoEncoder(np.int64(4), 4, 2)
     assert model.sizes == (4, 4, 2)
     assert all(isinstance(v, int) for v in model.sizes)
+
+
+def test_start_at_mean_sets_the_untrained_output_to_the_mean_pixel() -> None:
+    torch.manual_seed(0)
+    model = AutoEncoder(8, 8, 4)
+    x = torch.rand(16, 1, 28, 28)
+    assert abs(model(x).mean().item() - 0.5) < 0.1  # PyTorch's default start: mid grey
+    model.start_at_mean(0.13)
+    assert abs(model(x).mean().item() - 0.13) < 0.05
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="mean_pixel"):
+            model.start_at_mean(bad)

@@ -287,3 +287,10 @@ def test_history_round_trip() -> None:
     h = History([1, 2], [0.5, 0.4], [{"epoch": 1, "train_loss": 0.45, "val_loss": 0.41, "seconds": 1.0}])
     assert History.from_dict(h.to_dict()) == h
     assert History.from_dict({}) == History()
+
+
+def test_mean_init_is_off_by_default_and_named_in_the_key() -> None:
+    assert TrainConfig().mean_init is False
+    assert TrainConfig().key().endswith("-s0")
+    assert TrainConfig(mean_init=True).key().endswith("-s0-mi")
+    assert TrainConfig(mean_init=True) != TrainConfig()
