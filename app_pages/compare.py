@@ -8,6 +8,7 @@ import streamlit as st
 import ui
 from convae.analysis import reconstruct
 from convae.data import load_splits
+from convae.figures import use_log_axis
 from convae.train import preview_indices
 
 st.title("Compare runs")
@@ -51,9 +52,9 @@ else:
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in h.epochs], y=[e["val_loss"] for e in h.epochs],
                                  mode="lines+markers", name=f"{label}: validation",
                                  line={"color": colour, "width": 2.5, "dash": "dot"}))
-    fig.update_layout(height=420, xaxis_title="epoch", yaxis_title="MSE loss", yaxis_type="log",
+    fig.update_layout(height=420, xaxis_title="epoch", yaxis_title="MSE loss (log scale)",
                       margin={"l": 60, "r": 10, "t": 10, "b": 50})
-    st.plotly_chart(fig, key="compare_losses")
+    st.plotly_chart(use_log_axis(fig), key="compare_losses")
 
     st.subheader("The same validation digits, reconstructed by each run")
     for i in chosen:

@@ -18,7 +18,8 @@ if ctx is not None:
     st.caption("Draw with the mouse or a finger. The drawing is turned into a 28×28 MNIST-style image (fitted "
                "into a 20×20 box and centred by its centre of mass, as MNIST was made), encoded into K = "
                f"{config.k} numbers and decoded again.")
-    c1, c2, c3 = st.columns([2, 1, 1], gap="medium")
+    st.write("")  # room for the canvas's toolbar, which appears above it
+    c1, c2, c3 = st.columns([1.6, 1.2, 2.4], gap="medium")
     with c1:
         result = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", height=280,
                            width=280, drawing_mode="freedraw", return_image_data=True,
@@ -40,10 +41,11 @@ if ctx is not None:
         x = mnist_like(ink)
         z = encode(run.model, x[None])
         y = decode(run.model, z)[0]
-        c2.image(ui.image_to_uint8(x.float() / 255, 5), caption="the input, 28×28", width="stretch")
-        c3.image(ui.image_to_uint8(y, 5), caption="its reconstruction", width="stretch")
+        i1, i2 = c2.columns(2)
+        i1.image(ui.image_to_uint8(x.float() / 255, 5), caption="the input, 28×28", width="stretch")
+        i2.image(ui.image_to_uint8(y, 5), caption="its reconstruction", width="stretch")
         cls, dists = nearest_class(z[0], a.means)
-        st.success(f"Nearest class mean: **{a.classes[cls]}** (distance {dists[cls]:.2f} in the latent space)")
+        c2.success(f"Nearest class mean: **{a.classes[cls]}** (distance {dists[cls]:.2f} in the latent space)")
         xy = a.pca.project(z).numpy()[0]
         coords = a.pca.coords.numpy()
         rng = np.random.default_rng(0)
@@ -66,10 +68,8 @@ if ctx is not None:
                                  marker={"symbol": "x", "size": 20, "color": "red",
                                          "line": {"color": "white", "width": 2}}))
         titles = a.axis_titles()
-        fig.update_layout(height=480, xaxis_title=titles[0], yaxis_title=titles[1],
+        fig.update_layout(height=430, xaxis_title=titles[0], yaxis_title=titles[1],
                           legend={"itemsizing": "constant"}, margin={"l": 60, "r": 10, "t": 10, "b": 50})
-        left, right = st.columns([3, 1])
-        left.plotly_chart(fig, key="draw_latent", config={"displayModeBar": False})
-        right.markdown("**Distance to each class mean**")
-        right.dataframe({"class": list(a.classes), "distance": dists.numpy().round(2)}, hide_index=True,
-                        height=390)
+        c3.plotly_chart(fig, key="draw_latent", config={"displayModeBar": False})
+        with c2.expander("Distance to each class mean"):
+            st.dataframe({"class": list(a.classes), "distance": dists.numpy().round(2)}, hide_index=True)

@@ -92,6 +92,14 @@ def png_bytes(img: Image.Image) -> bytes:
 
 # ----------------------------------------------------------------------------- plotly charts
 
+LOG_TICKS = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]  # plain numbers on log axes, no "2 5" digits
+
+
+def use_log_axis(fig: go.Figure) -> go.Figure:
+    """A logarithmic y axis labelled with plain numbers."""
+    fig.update_yaxes(type="log", tickvals=LOG_TICKS, ticktext=[f"{v:g}" for v in LOG_TICKS])
+    return fig
+
 
 def loss_figure(
     steps: list[int],
@@ -115,10 +123,10 @@ def loss_figure(
         ))
     fig.update_layout(
         title=title, xaxis_title="training step (batches seen)", yaxis_title="MSE loss",
-        yaxis_type="log" if log_y else "linear", height=380, margin={"l": 60, "r": 20, "t": 40, "b": 50},
+        height=380, margin={"l": 60, "r": 20, "t": 40, "b": 50},
         legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"}, uirevision="loss",
     )
-    return fig
+    return use_log_axis(fig) if log_y else fig
 
 
 def _blocks(img: np.ndarray) -> str:
