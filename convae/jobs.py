@@ -125,8 +125,10 @@ class JobManager:
                 # A job being cancelled (stop set, still finishing its step) no longer trains this config.
                 if job.state.active and job.config == config and not job.stop.is_set():
                     job.requests += 1
+                    log.info("%s attached (request %d): %s", job.id, job.requests, config.key())
                     return job.id
             job = Job(id=f"job-{next(self._ids)}", config=config)
+            log.info("%s queued: %s", job.id, config.key())
             self._jobs[job.id] = job
             self._queue.append(job.id)
             self._prune()
@@ -195,6 +197,7 @@ class JobManager:
     def _finish(self, job: Job, state: JobState, error: str | None = None) -> None:
         job.state, job.error, job.finished = state, error, time.time()
         job.done_event.set()
+        log.info("%s %s: %s%s", job.id, state, job.config.key(), f" ({error})" if error else "")
 
     def _dispatch(self) -> None:
         with self._lock:
@@ -202,6 +205,7 @@ class JobManager:
                 job = self._jobs[self._queue.popleft()]
                 job.state, job.started = JobState.RUNNING, time.time()
                 self._running.add(job.id)
+                log.info("%s running: %s", job.id, job.config.key())
                 threading.Thread(target=self._work, args=(job,), name=job.id, daemon=True).start()
 
     def _on_event(self, job: Job, p: Progress) -> None:
