@@ -294,3 +294,53 @@ def test_mean_init_is_off_by_default_and_named_in_the_key() -> None:
     assert TrainConfig().key().endswith("-s0")
     assert TrainConfig(mean_init=True).key().endswith("-s0-mi")
     assert TrainConfig(mean_init=True) != TrainConfig()
+
+
+@pytest.fixture
+def two_threads():
+    """Run the engine as on a 2-core machine: each batch as two half-batches on two threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_two_thread_engine_is_deterministic_and_matches_one_thread(splits, two_threads) -> None:
+    config = tiny_config(epochs=2, train_size=96)
+    a = train(config, splits, device="cpu")
+    b = train(config, splits, device="cpu")
+    assert a.history.step_losses == b.history.step_losses  # same seed, same history, with two threads
+    assert torch.get_num_threads() == 2  # the engine gives the thread setting back
+    torch.set_num_threads(1)
+    single = train(config, splits, device="cpu")
+    torch.set_num_threads(2)
+    # Two half-batches give the same Adam steps as one batch, up to float rounding.
+    assert a.history.epochs[-1]["val_loss"] == pytest.approx(single.history.epochs[-1]["val_loss"], rel=1e-3)
+
+
+def test_two_thread_engine_stops_and_detects_non_finite_loss(splits, two_threads, every_step, monkeypatch) -> None:
+    stop = threading.Event()
+    events: list[Progress] = []
+
+    def on_event(p: Progress) -> None:
+        events.append(p)
+        if p.kind == "step" and p.step == 2:
+            stop.set()
+
+    with pytest.raises(TrainingStopped, match=r"epoch 1, step 2"):
+        train(tiny_config(), splits, on_event, stop=stop, device="cpu")
+
+    real = engine.to_float
+    calls = {"n": 0}
+
+    def poisoned(images: torch.Tensor) -> torch.Tensor:  # the third batch holds an infinite pixel
+        calls["n"] += 1
+        x = real(images)
+        if calls["n"] == 3:
+            x = x.clone()
+            x.view(-1)[0] = float("inf")
+        return x
+
+    monkeypatch.setattr(engine, "to_float", poisoned)
+    with pytest.raises(NonFiniteLoss, match="Lower the learning rate"):
+        train(tiny_config(), splits, device="cpu")
