@@ -189,6 +189,12 @@ def _on_stop() -> None:
     job = svc.jobs.active_for(selected_config())
     if job:
         svc.jobs.cancel(job)
+        # The job ends at its next step (well under a second): wait for it, so that the rerun after
+        # this click already shows "Stopped." and a Train button, not a job still winding down.
+        svc.jobs.wait(job, timeout=1.0)
+        st.session_state["job_id"] = job
+        st.session_state["train_clicked"] = True  # a tab that only re-attached shows the outcome too
+        st.session_state.pop("watching", None)  # this rerun redraws the whole page already
 
 
 def attached_job(config: TrainConfig) -> JobView | None:

@@ -39,7 +39,8 @@ def progress_block(view: JobView) -> None:
                 icon=":material/hourglass_top:")
         return
     if p is None:
-        st.progress(0.0, text="Starting…")
+        if view.state.active:  # a job stopped while queued has no progress to show
+            st.progress(0.0, text="Starting…")
         return
     st.progress(p.fraction, text=(
         f"Epoch {p.epoch}/{p.epochs} · step {p.step:,}/{p.steps_per_epoch:,} · "
