@@ -20,13 +20,30 @@ from convae.jobs import JobManager, JobState, JobView
 from convae.store import RunStore, StoredRun
 from convae.train import TrainConfig
 
-DEFAULTS = {"dataset": "mnist", "q1": 32, "q2": 32, "k": 10, "epochs": 10, "lr": 1e-3, "batch_size": 32,
-            "train_size": 0, "seed": 0, "mean_init": False}
+DEFAULTS = {
+    "dataset": "mnist",
+    "q1": 32,
+    "q2": 32,
+    "k": 10,
+    "epochs": 10,
+    "lr": 1e-3,
+    "batch_size": 32,
+    "train_size": 0,
+    "seed": 0,
+    "mean_init": False,
+}
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-BATCH_SIZES = {32: "32 (the assignment's)", 128: "128 (fast demo, not the assignment's)",
-               256: "256 (fast demo, not the assignment's)"}
-TRAIN_SIZES = {0: "all 60,000 (the assignment's)", 10000: "10,000 (quick demo subset)",
-               5000: "5,000 (quick demo subset)", 1000: "1,000 (quick demo subset)"}
+BATCH_SIZES = {
+    32: "32 (the assignment's)",
+    128: "128 (fast demo, not the assignment's)",
+    256: "256 (fast demo, not the assignment's)",
+}
+TRAIN_SIZES = {
+    0: "all 60,000 (the assignment's)",
+    10000: "10,000 (quick demo subset)",
+    5000: "5,000 (quick demo subset)",
+    1000: "1,000 (quick demo subset)",
+}
 
 
 # --------------------------------------------------------------------------------- services
@@ -66,8 +83,11 @@ class Provisioner:
     def state(self, dataset: str) -> tuple[bool, list[str], str | None]:
         with self._lock:
             thread = self._threads.get(dataset)
-            return (thread is not None and thread.is_alive(), list(self.messages.get(dataset, [])),
-                    self.errors.get(dataset))
+            return (
+                thread is not None and thread.is_alive(),
+                list(self.messages.get(dataset, [])),
+                self.errors.get(dataset),
+            )
 
 
 @dataclass
@@ -109,16 +129,27 @@ def selected_config() -> TrainConfig:
     """The config the sidebar shows (defaults until the sidebar has been drawn)."""
     _init_state()
     s = st.session_state
-    return TrainConfig(q1=s.q1, q2=s.q2, k=s.k, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
-                       train_size=s.train_size or None, seed=int(s.seed), dataset=s.dataset,
-                       mean_init=bool(s.mean_init))
+    return TrainConfig(
+        q1=s.q1,
+        q2=s.q2,
+        k=s.k,
+        epochs=s.epochs,
+        lr=s.lr,
+        batch_size=s.batch_size,
+        train_size=s.train_size or None,
+        seed=int(s.seed),
+        dataset=s.dataset,
+        mean_init=bool(s.mean_init),
+    )
 
 
 def describe(config: TrainConfig) -> str:
     size = "60,000" if config.train_size is None else f"{config.train_size:,}"
-    return (f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {config.epochs} epochs · lr {config.lr:g} · "
-            f"batch {config.batch_size} · {size} images · seed {config.seed}"
-            + (" · output starts at the mean" if config.mean_init else ""))
+    return (
+        f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {config.epochs} epochs · lr {config.lr:g} · "
+        f"batch {config.batch_size} · {size} images · seed {config.seed}"
+        + (" · output starts at the mean" if config.mean_init else "")
+    )
 
 
 def sidebar() -> TrainConfig:
@@ -139,25 +170,41 @@ def sidebar() -> TrainConfig:
         st.selectbox("Batch size", list(BATCH_SIZES), key="batch_size", format_func=BATCH_SIZES.get)
         st.selectbox("Training images", list(TRAIN_SIZES), key="train_size", format_func=TRAIN_SIZES.get)
         st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="seed")
-        st.checkbox("Start the output at the mean brightness", key="mean_init",
-                    help="Not the assignment's (which keeps PyTorch's default start). Sets the last layer's bias so "
-                         "that the untrained model outputs the average pixel instead of 0.5 grey. This stops the "
-                         "sigmoid from saturating at 0 in the first steps, which leaves some models blank for good.")
+        st.checkbox(
+            "Start the output at the mean brightness",
+            key="mean_init",
+            help="Not the assignment's (which keeps PyTorch's default start). Sets the last layer's bias so "
+            "that the untrained model outputs the average pixel instead of 0.5 grey. This stops the "
+            "sigmoid from saturating at 0 in the first steps, which leaves some models blank for good.",
+        )
         config = selected_config()
         if not config.is_assignment_recipe or config.train_size is not None or config.mean_init:
-            st.caption(":material/warning: Not the assignment's recipe (batch 32, lr 0.001, all 60,000 images, "
-                       "default start).")
+            st.caption(
+                ":material/warning: Not the assignment's recipe (batch 32, lr 0.001, all 60,000 images, default start)."
+            )
         if config != TrainConfig(dataset=config.dataset):
             st.button("Back to the assignment's defaults", on_click=_reset_to_defaults, width="stretch")
     run = svc.store.get(config)
     active = svc.jobs.active_for(config)
     with buttons:
         c1, c2 = st.columns(2)
-        c1.button("Retrain" if run else "Train", type="primary", width="stretch", key="train_button",
-                  on_click=_on_train, disabled=active is not None,
-                  help="Train this configuration in the background (the Train page shows it live).")
-        c2.button("Stop", width="stretch", key="stop_button", on_click=_on_stop, disabled=active is None,
-                  help="Stop the training of this configuration.")
+        c1.button(
+            "Retrain" if run else "Train",
+            type="primary",
+            width="stretch",
+            key="train_button",
+            on_click=_on_train,
+            disabled=active is not None,
+            help="Train this configuration in the background (the Train page shows it live).",
+        )
+        c2.button(
+            "Stop",
+            width="stretch",
+            key="stop_button",
+            on_click=_on_stop,
+            disabled=active is None,
+            help="Stop the training of this configuration.",
+        )
     with status:
         st.markdown("**Model shown on the pages**")
         if active:
@@ -165,12 +212,17 @@ def sidebar() -> TrainConfig:
             where = f"queued, position {view.position}" if view.state is JobState.QUEUED else "training now"
             st.info(f"This configuration is {where}.", icon=":material/hourglass_top:")
         if run and is_blank(run):
-            st.warning(f"Trained model · validation MSE **{run.val_loss:.4f}**, no better than a blank image: "
-                       "it learned nothing. Change the seed and train again.", icon=":material/warning:")
+            st.warning(
+                f"Trained model · validation MSE **{run.val_loss:.4f}**, no better than a blank image: "
+                "it learned nothing. Change the seed and train again.",
+                icon=":material/warning:",
+            )
         elif run:
             st.success(
                 f"{'Shipped' if run.shipped else 'Trained'} model · {len(run.history.epochs)} epochs · "
-                f"validation MSE **{run.val_loss:.4f}**", icon=":material/check_circle:")
+                f"validation MSE **{run.val_loss:.4f}**",
+                icon=":material/check_circle:",
+            )
         elif not active:
             st.warning("No model for this configuration yet. Press **Train**.", icon=":material/info:")
         st.caption(describe(config))
@@ -268,8 +320,9 @@ BLANK_ADVICE = (
 
 def blank_warning(run: StoredRun) -> None:
     if is_blank(run):
-        st.warning(BLANK_ADVICE.format(loss=run.val_loss, blank=blank_loss(run.config.dataset)),
-                   icon=":material/warning:")
+        st.warning(
+            BLANK_ADVICE.format(loss=run.val_loss, blank=blank_loss(run.config.dataset)), icon=":material/warning:"
+        )
 
 
 def current_run(config: TrainConfig) -> StoredRun | None:
@@ -309,9 +362,16 @@ def _analysis(run_id: str, _run: StoredRun, _splits: Splits) -> Analysis:
     means = _run.class_means
     originals, recons, errors = analysis.reconstruct(model, _splits.val_images[:100])
     return Analysis(
-        latents=latents, labels=_splits.val_labels.numpy(), pca=pca, means=means,
-        means_2d=pca.project(means).numpy(), originals=originals, recons=recons, errors=errors,
-        mixtures=analysis.mixture_matrix(model, means), classes=_splits.classes,
+        latents=latents,
+        labels=_splits.val_labels.numpy(),
+        pca=pca,
+        means=means,
+        means_2d=pca.project(means).numpy(),
+        originals=originals,
+        recons=recons,
+        errors=errors,
+        mixtures=analysis.mixture_matrix(model, means),
+        classes=_splits.classes,
     )
 
 
@@ -333,12 +393,17 @@ def page_context() -> tuple[TrainConfig, Splits, StoredRun, Analysis] | None:
     if run is None:
         view = attached_job(config)
         if view is not None and view.state.active:
-            st.info("This configuration is training now: the Train page shows it live; this page fills in "
-                    "when it is done.", icon=":material/hourglass_top:")
+            st.info(
+                "This configuration is training now: the Train page shows it live; this page fills in when it is done.",
+                icon=":material/hourglass_top:",
+            )
         else:
-            st.info("No model for this configuration yet. Press **Train** in the sidebar (about "
-                    f"{estimate_minutes(config)} on this machine), or go back to the assignment's defaults, "
-                    "which ship trained.", icon=":material/info:")
+            st.info(
+                "No model for this configuration yet. Press **Train** in the sidebar (about "
+                f"{estimate_minutes(config)} on this machine), or go back to the assignment's defaults, "
+                "which ship trained.",
+                icon=":material/info:",
+            )
         return None
     blank_warning(run)
     return config, splits, run, model_analysis(run, splits)

@@ -15,17 +15,27 @@ if ctx is not None:
     from streamlit_drawable_canvas import st_canvas
 
     config, splits, run, a = ctx
-    st.caption("Draw with the mouse or a finger. The drawing is turned into a 28×28 MNIST-style image (fitted "
-               "into a 20×20 box and centred by its centre of mass, as MNIST was made), encoded into K = "
-               f"{config.k} numbers and decoded again.")
+    st.caption(
+        "Draw with the mouse or a finger. The drawing is turned into a 28×28 MNIST-style image (fitted "
+        "into a 20×20 box and centred by its centre of mass, as MNIST was made), encoded into K = "
+        f"{config.k} numbers and decoded again."
+    )
     st.write("")  # room for the canvas's toolbar, which appears above it
     c1, c2, c3 = st.columns([1.6, 1.2, 2.4], gap="medium")
     with c1:
-        result = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", height=280,
-                           width=280, drawing_mode="freedraw", return_image_data=True,
-                           key=f"canvas-{st.session_state.get('canvas_round', 0)}")
-        st.button("Clear", on_click=lambda: st.session_state.update(
-            canvas_round=st.session_state.get("canvas_round", 0) + 1))
+        result = st_canvas(
+            stroke_width=22,
+            stroke_color="#FFFFFF",
+            background_color="#000000",
+            height=280,
+            width=280,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key=f"canvas-{st.session_state.get('canvas_round', 0)}",
+        )
+        st.button(
+            "Clear", on_click=lambda: st.session_state.update(canvas_round=st.session_state.get("canvas_round", 0) + 1)
+        )
     image_data = None
     try:
         image_data = result.image_data
@@ -54,22 +64,53 @@ if ctx is not None:
         for c, name in enumerate(a.classes):
             idx = sample[a.labels[sample] == c]
             yy = coords[idx, 1] if coords.shape[1] > 1 else np.full(len(idx), float(c))
-            fig.add_trace(go.Scattergl(x=coords[idx, 0], y=yy, mode="markers", name=name,
-                                       marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.4}))
+            fig.add_trace(
+                go.Scattergl(
+                    x=coords[idx, 0],
+                    y=yy,
+                    mode="markers",
+                    name=name,
+                    marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.4},
+                )
+            )
         mean_y = a.means_2d[:, 1] if a.means_2d.shape[1] > 1 else np.arange(len(a.classes), dtype=float)
-        fig.add_trace(go.Scatter(x=a.means_2d[:, 0], y=mean_y, mode="markers+text", name="class means",
-                                 text=list(a.classes), textposition="top center",
-                                 textfont={"size": 14, "color": "#111111", "weight": "bold"},
-                                 marker={"symbol": "star", "size": 18, "color": list(CLASS_COLOURS),
-                                         "line": {"color": "#111111", "width": 2}}))
+        fig.add_trace(
+            go.Scatter(
+                x=a.means_2d[:, 0],
+                y=mean_y,
+                mode="markers+text",
+                name="class means",
+                text=list(a.classes),
+                textposition="top center",
+                textfont={"size": 14, "color": "#111111", "weight": "bold"},
+                marker={
+                    "symbol": "star",
+                    "size": 18,
+                    "color": list(CLASS_COLOURS),
+                    "line": {"color": "#111111", "width": 2},
+                },
+            )
+        )
         my = xy[1] if len(xy) > 1 else float(cls)
-        fig.add_trace(go.Scatter(x=[xy[0]], y=[my], mode="markers+text", name="your drawing",
-                                 text=["your drawing"], textposition="top center",
-                                 marker={"symbol": "x", "size": 20, "color": "red",
-                                         "line": {"color": "white", "width": 2}}))
+        fig.add_trace(
+            go.Scatter(
+                x=[xy[0]],
+                y=[my],
+                mode="markers+text",
+                name="your drawing",
+                text=["your drawing"],
+                textposition="top center",
+                marker={"symbol": "x", "size": 20, "color": "red", "line": {"color": "white", "width": 2}},
+            )
+        )
         titles = a.axis_titles()
-        fig.update_layout(height=430, xaxis_title=titles[0], yaxis_title=titles[1],
-                          legend={"itemsizing": "constant"}, margin={"l": 60, "r": 10, "t": 10, "b": 50})
+        fig.update_layout(
+            height=430,
+            xaxis_title=titles[0],
+            yaxis_title=titles[1],
+            legend={"itemsizing": "constant"},
+            margin={"l": 60, "r": 10, "t": 10, "b": 50},
+        )
         c3.plotly_chart(fig, key="draw_latent", config={"displayModeBar": False})
         with c2.expander("Distance to each class mean"):
             st.dataframe({"class": list(a.classes), "distance": dists.numpy().round(2)}, hide_index=True)

@@ -12,8 +12,10 @@ from convae.jobs import JobState, JobView
 config = ui.selected_config()
 svc = ui.services()
 st.title("Train the auto-encoder")
-st.caption("MSE between output and input, Adam, shuffled batches; the validation loss is measured on the "
-           "10,000 test images at the end of each epoch. " + ui.describe(config))
+st.caption(
+    "MSE between output and input, Adam, shuffled batches; the validation loss is measured on the "
+    "10,000 test images at the end of each epoch. " + ui.describe(config)
+)
 
 splits = ui.splits_or_notice(config.dataset)
 
@@ -35,16 +37,22 @@ def fmt_time(seconds: float | None) -> str:
 def progress_block(view: JobView) -> None:
     p = view.latest
     if view.state is JobState.QUEUED:
-        st.info(f"Queued: position {view.position} in the queue. It starts when the trainings before it end.",
-                icon=":material/hourglass_top:")
+        st.info(
+            f"Queued: position {view.position} in the queue. It starts when the trainings before it end.",
+            icon=":material/hourglass_top:",
+        )
         return
     if p is None:
         if view.state.active:  # a job stopped while queued has no progress to show
             st.progress(0.0, text="Starting…")
         return
-    st.progress(p.fraction, text=(
-        f"Epoch {p.epoch}/{p.epochs} · step {p.step:,}/{p.steps_per_epoch:,} · "
-        f"{p.samples_per_s:,.0f} images/s · {fmt_time(p.elapsed_s)} elapsed · {fmt_time(p.eta_s)} left"))
+    st.progress(
+        p.fraction,
+        text=(
+            f"Epoch {p.epoch}/{p.epochs} · step {p.step:,}/{p.steps_per_epoch:,} · "
+            f"{p.samples_per_s:,.0f} images/s · {fmt_time(p.elapsed_s)} elapsed · {fmt_time(p.eta_s)} left"
+        ),
+    )
 
 
 def chart(view_steps, view_losses, epochs, steps_per_epoch, key: str) -> None:
@@ -77,21 +85,32 @@ if splits is not None:
             blank = ui.blank_loss(v.config.dataset)
             last_val = v.epochs[-1]["val_loss"] if v.epochs else None
             if v.state.active and last_val is not None and blank and analysis.learned_nothing(last_val, blank):
-                st.warning(f"So far the model outputs blank images (validation MSE {last_val:.4f}, the same as an "
-                           f"all-black image). If this does not change in the next epoch, press **Stop**, change "
-                           "the seed and train again.", icon=":material/warning:")
+                st.warning(
+                    f"So far the model outputs blank images (validation MSE {last_val:.4f}, the same as an "
+                    f"all-black image). If this does not change in the next epoch, press **Stop**, change "
+                    "the seed and train again.",
+                    icon=":material/warning:",
+                )
             spe = v.latest.steps_per_epoch if v.latest else 1
             chart(v.steps, v.step_losses, v.epochs, spe, key="live_chart")
             if v.preview is not None:
-                strip(v.preview, "Watch it learn: fixed validation digits (top) and the model's current "
-                      "reconstructions (bottom), updated every second.")
+                strip(
+                    v.preview,
+                    "Watch it learn: fixed validation digits (top) and the model's current "
+                    "reconstructions (bottom), updated every second.",
+                )
             if v.state is JobState.DONE:
                 ui.blank_warning(v.run)
-                st.success(f"Done: validation MSE {v.run.val_loss:.5f} after {len(v.epochs)} epochs. "
-                           "The other pages show this model now.", icon=":material/check_circle:")
+                st.success(
+                    f"Done: validation MSE {v.run.val_loss:.5f} after {len(v.epochs)} epochs. "
+                    "The other pages show this model now.",
+                    icon=":material/check_circle:",
+                )
             elif v.state is JobState.CANCELLED:
-                st.warning("Stopped. Nothing was saved; the pages show the previous model, if any.",
-                           icon=":material/stop_circle:")
+                st.warning(
+                    "Stopped. Nothing was saved; the pages show the previous model, if any.",
+                    icon=":material/stop_circle:",
+                )
             elif v.state is JobState.FAILED:
                 st.error(f"Training failed: {v.error}", icon=":material/error:")
 
@@ -100,9 +119,11 @@ if splits is not None:
     else:
         run = ui.current_run(config)
         if run is None:
-            st.info(f"No model for this configuration yet. Press **Train** in the sidebar to train it "
-                    f"(about {ui.estimate_minutes(config)} on this machine) and watch the loss fall here.",
-                    icon=":material/info:")
+            st.info(
+                f"No model for this configuration yet. Press **Train** in the sidebar to train it "
+                f"(about {ui.estimate_minutes(config)} on this machine) and watch the loss fall here.",
+                icon=":material/info:",
+            )
         else:
             h = run.history
             spe = h.steps[-1] // len(h.epochs) if h.steps else 1
@@ -118,11 +139,18 @@ if splits is not None:
             strip(recons, "Fixed validation digits (top) and this model's reconstructions (bottom).")
             rows = pd.DataFrame(h.epochs)
             st.download_button(
-                "Download the loss history (CSV)", rows.to_csv(index=False).encode(),
-                file_name=f"{config.key()}-losses.csv", mime="text/csv")
+                "Download the loss history (CSV)",
+                rows.to_csv(index=False).encode(),
+                file_name=f"{config.key()}-losses.csv",
+                mime="text/csv",
+            )
             if run.path is not None:
-                st.download_button("Download the checkpoint (.pt)", run.path.read_bytes(),
-                                   file_name=run.path.name, mime="application/octet-stream")
+                st.download_button(
+                    "Download the checkpoint (.pt)",
+                    run.path.read_bytes(),
+                    file_name=run.path.name,
+                    mime="application/octet-stream",
+                )
             st.caption("Press **Retrain** in the sidebar to train this configuration again and watch it live.")
 
     others = [v for v in svc.jobs.views() if v.state.active and v.config != config]

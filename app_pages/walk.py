@@ -16,9 +16,11 @@ if ctx is not None:
     coords = a.pca.coords.numpy()
     d = coords.shape[1]
     lo, hi = np.percentile(coords, 1, axis=0), np.percentile(coords, 99, axis=0)
-    st.caption("The decoder can turn *any* latent code into an image, not only codes of real digits. Here a "
-               "point (x, y) of the plane is the code mean + x·PC1 + y·PC2 (for K ≤ 2, the code itself). "
-               "**Click anywhere on the plane** to decode that point; the grid below decodes a whole lattice.")
+    st.caption(
+        "The decoder can turn *any* latent code into an image, not only codes of real digits. Here a "
+        "point (x, y) of the plane is the code mean + x·PC1 + y·PC2 (for K ≤ 2, the code itself). "
+        "**Click anywhere on the plane** to decode that point; the grid below decodes a whole lattice."
+    )
     left, right = st.columns([3, 2], gap="large")
     if d == 1:
         with left:
@@ -33,28 +35,69 @@ if ctx is not None:
             fig = go.Figure()
             for c, name in enumerate(a.classes):
                 idx = sample[a.labels[sample] == c]
-                fig.add_trace(go.Scattergl(x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=name,
-                                           marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.35},
-                                           hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=a.means_2d[:, 0], y=a.means_2d[:, 1], mode="markers+text",
-                                     text=list(a.classes), name="class means", textposition="top center",
-                                     textfont={"size": 14, "color": "#111111", "weight": "bold"},
-                                     marker={"symbol": "star", "size": 20, "color": list(CLASS_COLOURS),
-                                             "line": {"color": "#111111", "width": 2}},
-                                     hoverinfo="skip"))
+                fig.add_trace(
+                    go.Scattergl(
+                        x=coords[idx, 0],
+                        y=coords[idx, 1],
+                        mode="markers",
+                        name=name,
+                        marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.35},
+                        hoverinfo="skip",
+                    )
+                )
+            fig.add_trace(
+                go.Scatter(
+                    x=a.means_2d[:, 0],
+                    y=a.means_2d[:, 1],
+                    mode="markers+text",
+                    text=list(a.classes),
+                    name="class means",
+                    textposition="top center",
+                    textfont={"size": 14, "color": "#111111", "weight": "bold"},
+                    marker={
+                        "symbol": "star",
+                        "size": 20,
+                        "color": list(CLASS_COLOURS),
+                        "line": {"color": "#111111", "width": 2},
+                    },
+                    hoverinfo="skip",
+                )
+            )
             # An invisible lattice of clickable points: plotly reports clicks on points, not on empty space.
-            fig.add_trace(go.Scatter(x=gx.ravel(), y=gy.ravel(), mode="markers", name="click target",
-                                     showlegend=False, marker={"size": 14, "color": "rgba(0,0,0,0.01)"},
-                                     hovertemplate="decode (%{x:.2f}, %{y:.2f})<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=gx.ravel(),
+                    y=gy.ravel(),
+                    mode="markers",
+                    name="click target",
+                    showlegend=False,
+                    marker={"size": 14, "color": "rgba(0,0,0,0.01)"},
+                    hovertemplate="decode (%{x:.2f}, %{y:.2f})<extra></extra>",
+                )
+            )
             picked = st.session_state.get("walk_point")
             if picked is not None:
-                fig.add_trace(go.Scatter(x=[picked[0]], y=[picked[1]], mode="markers", name="decoded point",
-                                         marker={"symbol": "x", "size": 18, "color": "red"}))
+                fig.add_trace(
+                    go.Scatter(
+                        x=[picked[0]],
+                        y=[picked[1]],
+                        mode="markers",
+                        name="decoded point",
+                        marker={"symbol": "x", "size": 18, "color": "red"},
+                    )
+                )
             titles = a.axis_titles()
-            fig.update_layout(height=560, xaxis_title=titles[0], yaxis_title=titles[1], dragmode=False,
-                              margin={"l": 60, "r": 10, "t": 10, "b": 50}, legend={"itemsizing": "constant"})
-            event = st.plotly_chart(fig, key=f"walk-{picked}", on_select="rerun", selection_mode="points",
-                                    config={"displayModeBar": False})
+            fig.update_layout(
+                height=560,
+                xaxis_title=titles[0],
+                yaxis_title=titles[1],
+                dragmode=False,
+                margin={"l": 60, "r": 10, "t": 10, "b": 50},
+                legend={"itemsizing": "constant"},
+            )
+            event = st.plotly_chart(
+                fig, key=f"walk-{picked}", on_select="rerun", selection_mode="points", config={"displayModeBar": False}
+            )
             clicked = ui.clicked_point(event)
             if clicked is not None and "x" in clicked and "y" in clicked:
                 new = (round(float(clicked["x"]), 4), round(float(clicked["y"]), 4))
@@ -70,7 +113,7 @@ if ctx is not None:
         dists = torch.linalg.vector_norm(a.means - z, dim=1)
         st.write(f"Nearest class mean: **{a.classes[int(dists.argmin())]}**")
 
-    st.subheader("The decoded plane (a \"manifold\" grid)")
+    st.subheader('The decoded plane (a "manifold" grid)')
     n = st.slider("Points per side", 5, 20, 12, key="grid_n")
     xs = torch.linspace(float(lo[0]), float(hi[0]), n)
     if d == 1:
@@ -79,6 +122,9 @@ if ctx is not None:
         ys = torch.linspace(float(hi[1]), float(lo[1]), n)  # top row = largest y, as on the plot
         tiles = decode_grid(run.model, a.pca, xs, ys)
     rows = [np.concatenate([ui.image_to_uint8(t, 2) for t in row], axis=1) for row in tiles]
-    st.image(np.concatenate(rows, axis=0), width="stretch",
-             caption="Left to right: x from the 1st to the 99th percentile of the validation codes; top to bottom: "
-                     "y from high to low. Every tile is decoded from a point of the plane, not a real image.")
+    st.image(
+        np.concatenate(rows, axis=0),
+        width="stretch",
+        caption="Left to right: x from the 1st to the 99th percentile of the validation codes; top to bottom: "
+        "y from high to low. Every tile is decoded from a point of the plane, not a real image.",
+    )

@@ -35,8 +35,10 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
     bad = checksum_problems(root, args.dataset)
     if bad:
         raise DataError("After provisioning, these files still differ from the published data:\n  " + "\n  ".join(bad))
-    print(f"{DATASETS[args.dataset].title}: all four files present and verified (SHA-256) in "
-          f"{DATASETS[args.dataset].raw_dir(root)}")
+    print(
+        f"{DATASETS[args.dataset].title}: all four files present and verified (SHA-256) in "
+        f"{DATASETS[args.dataset].raw_dir(root)}"
+    )
     return 0
 
 
@@ -48,8 +50,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from convae.train import TrainConfig, train
 
     config = TrainConfig(
-        q1=args.q1, q2=args.q2, k=args.k, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        train_size=args.train_size, seed=args.seed, dataset=args.dataset, mean_init=args.mean_init,
+        q1=args.q1,
+        q2=args.q2,
+        k=args.k,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        train_size=args.train_size,
+        seed=args.seed,
+        dataset=args.dataset,
+        mean_init=args.mean_init,
     )
     root = ensure_data(args.data, args.dataset, progress=lambda m: print(m, flush=True))
     splits = load_splits(root, args.dataset)
@@ -66,13 +76,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.mean_init:
         print("note: --mean-init is not the assignment's (it keeps PyTorch's default start).", flush=True)
 
-    bar = tqdm(total=config.epochs * -(-len(splits.train_images[: config.train_size]) // config.batch_size),
-               unit="step", dynamic_ncols=True, file=sys.stdout)
+    bar = tqdm(
+        total=config.epochs * -(-len(splits.train_images[: config.train_size]) // config.batch_size),
+        unit="step",
+        dynamic_ncols=True,
+        file=sys.stdout,
+    )
 
     def on_event(p) -> None:
         bar.n = p.global_step
-        post = {"epoch": f"{p.epoch}/{p.epochs}", "loss": f"{p.train_loss:.4f}" if p.train_loss else "-",
-                "img/s": f"{p.samples_per_s:,.0f}"}
+        post = {
+            "epoch": f"{p.epoch}/{p.epochs}",
+            "loss": f"{p.train_loss:.4f}" if p.train_loss else "-",
+            "img/s": f"{p.samples_per_s:,.0f}",
+        }
         if p.kind == "epoch":
             bar.write(f"epoch {p.epoch:2d}: train loss {p.train_loss:.5f}  validation loss {p.val_loss:.5f}")
         bar.set_postfix(post, refresh=False)
@@ -83,17 +100,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     means = class_means(encode(result.model, splits.val_images), splits.val_labels)
     ckpt = save_checkpoint(out / f"{config.key()}.pt", result, means)
     metrics = {
-        "config": config.to_dict(), "device": result.device, "seconds": round(result.seconds, 2),
+        "config": config.to_dict(),
+        "device": result.device,
+        "seconds": round(result.seconds, 2),
         "epochs": result.history.epochs,
-        "final": {"train_loss": result.history.epochs[-1]["train_loss"],
-                  "val_loss": result.history.epochs[-1]["val_loss"]},
+        "final": {
+            "train_loss": result.history.epochs[-1]["train_loss"],
+            "val_loss": result.history.epochs[-1]["val_loss"],
+        },
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_figures(result.model, means, splits, out)
     last = result.history.epochs[-1]
-    print(f"done in {result.seconds:.1f} s: final training loss {last['train_loss']:.5f}, "
-          f"validation loss {last['val_loss']:.5f}\n  {ckpt}\n  {out / 'metrics.json'}\n"
-          f"  {out / 'reconstructions.png'}\n  {out / 'mixtures.png'}")
+    print(
+        f"done in {result.seconds:.1f} s: final training loss {last['train_loss']:.5f}, "
+        f"validation loss {last['val_loss']:.5f}\n  {ckpt}\n  {out / 'metrics.json'}\n"
+        f"  {out / 'reconstructions.png'}\n  {out / 'mixtures.png'}"
+    )
     return 0
 
 
@@ -147,8 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--train-size", type=_positive_int, default=None, help="use only the first N training images")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--mean-init", action="store_true",
-                   help="not the assignment's: start the output at the mean pixel (avoids blank models)")
+    t.add_argument(
+        "--mean-init",
+        action="store_true",
+        help="not the assignment's: start the output at the mean pixel (avoids blank models)",
+    )
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
     t.add_argument("--out", help="output folder (default: runs/<config key>/)")
     t.set_defaults(func=cmd_train)
@@ -167,8 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads (default: torch's)")
     b.add_argument("--repeat", type=_positive_int, default=1, help="run both loops this many times, alternating")
-    b.add_argument("--profile", type=_positive_int, default=None, metavar="STEPS",
-                   help="first profile STEPS training steps of each loop (torch.profiler) and print the top ops")
+    b.add_argument(
+        "--profile",
+        type=_positive_int,
+        default=None,
+        metavar="STEPS",
+        help="first profile STEPS training steps of each loop (torch.profiler) and print the top ops",
+    )
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -148,8 +148,7 @@ def _idx_problem(path: Path, is_images: bool) -> str | None:
         expected = 8 + count
     if size != expected:
         return (
-            f"{path} is truncated or padded: its header announces {count} items, "
-            f"so {expected} bytes, but it has {size}"
+            f"{path} is truncated or padded: its header announces {count} items, so {expected} bytes, but it has {size}"
         )
     return None
 
@@ -169,9 +168,7 @@ def check_files(root: Path, dataset: str = "mnist") -> list[str]:
         p_img, p_lab = _idx_problem(img, True), _idx_problem(lab, False)
         problems += [p for p in (p_img, p_lab) if p]
         if not p_img and not p_lab and _idx_count(img) != _idx_count(lab):
-            problems.append(
-                f"{img.name} holds {_idx_count(img)} images but {lab.name} {_idx_count(lab)} labels"
-            )
+            problems.append(f"{img.name} holds {_idx_count(img)} images but {lab.name} {_idx_count(lab)} labels")
     return problems
 
 

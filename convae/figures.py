@@ -12,8 +12,16 @@ from torchvision.utils import make_grid
 
 # One colour per class: the familiar "tab10" palette, ten hues that stay apart.
 CLASS_COLOURS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 )
 
 
@@ -45,7 +53,9 @@ def figure1_image(originals: torch.Tensor, recons: torch.Tensor, scale: int = 3)
     grid = make_grid(pairs_image(originals, recons), nrow=10, padding=4, pad_value=1.0)
     img = _to_pil(grid)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    return _with_title(img, "Figure 1: the first validation batch, 100 pairs; in each pair: original (left) | reconstruction (right)")
+    return _with_title(
+        img, "Figure 1: the first validation batch, 100 pairs; in each pair: original (left) | reconstruction (right)"
+    )
 
 
 def figure2_image(mixtures: torch.Tensor, class_names: tuple[str, ...], scale: int = 3) -> Image.Image:
@@ -65,7 +75,10 @@ def figure2_image(mixtures: torch.Tensor, class_names: tuple[str, ...], scale: i
         short = name if len(name) <= 12 else name[:11] + "…"
         draw.text((margin + centre, 20), short, fill="black", font=font, anchor="mm")
         draw.text((margin - 6, 40 + centre), short, fill="black", font=font, anchor="rm")
-    return _with_title(canvas, "Figure 2: cell (row a, column b) = D((mu_a + mu_b) / 2); the diagonal shows the decoded class means D(mu_a)")
+    return _with_title(
+        canvas,
+        "Figure 2: cell (row a, column b) = D((mu_a + mu_b) / 2); the diagonal shows the decoded class means D(mu_a)",
+    )
 
 
 def _with_title(img: Image.Image, title: str) -> Image.Image:
@@ -111,20 +124,36 @@ def loss_figure(
 ) -> go.Figure:
     """Running training loss over steps and validation loss at the end of each epoch."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=steps, y=step_losses, mode="lines", name="training loss (running average, restarts each epoch)",
-                             line={"color": "#0072B2", "width": 2}))
+    fig.add_trace(
+        go.Scatter(
+            x=steps,
+            y=step_losses,
+            mode="lines",
+            name="training loss (running average, restarts each epoch)",
+            line={"color": "#0072B2", "width": 2},
+        )
+    )
     if epochs:
-        fig.add_trace(go.Scatter(
-            x=[e["epoch"] * steps_per_epoch for e in epochs], y=[e["val_loss"] for e in epochs],
-            mode="lines+markers", name="validation loss (end of epoch)",
-            line={"color": "#D55E00", "width": 2, "dash": "dot"}, marker={"size": 9},
-            text=[f"epoch {e['epoch']}" for e in epochs],
-            hovertemplate="%{text}<br>validation MSE %{y:.5f}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[e["epoch"] * steps_per_epoch for e in epochs],
+                y=[e["val_loss"] for e in epochs],
+                mode="lines+markers",
+                name="validation loss (end of epoch)",
+                line={"color": "#D55E00", "width": 2, "dash": "dot"},
+                marker={"size": 9},
+                text=[f"epoch {e['epoch']}" for e in epochs],
+                hovertemplate="%{text}<br>validation MSE %{y:.5f}<extra></extra>",
+            )
+        )
     fig.update_layout(
-        title=title, xaxis_title="training step (batches seen)", yaxis_title="MSE loss",
-        height=380, margin={"l": 60, "r": 20, "t": 40, "b": 50},
-        legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"}, uirevision="loss",
+        title=title,
+        xaxis_title="training step (batches seen)",
+        yaxis_title="MSE loss",
+        height=380,
+        margin={"l": 60, "r": 20, "t": 40, "b": 50},
+        legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"},
+        uirevision="loss",
     )
     return use_log_axis(fig) if log_y else fig
 
@@ -135,7 +164,9 @@ def _blocks(img: np.ndarray) -> str:
     rows = []
     for r in range(0, 14, 2):
         top, bottom = small[r], small[r + 1]
-        rows.append("".join("█" if t and b else "▀" if t else "▄" if b else " " for t, b in zip(top, bottom)))
+        rows.append(
+            "".join("█" if t and b else "▀" if t else "▄" if b else " " for t, b in zip(top, bottom, strict=True))
+        )
     return "<br>".join(rows)
 
 
@@ -157,37 +188,61 @@ def latent_figure(
         idx = np.flatnonzero(labels == c)
         y = (np.random.default_rng(c).uniform(-0.4, 0.4, len(idx)) + c) if one_d else coords[idx, 1]
         pics = [_blocks(images[i]) for i in idx]
-        fig.add_trace(go.Scattergl(
-            x=coords[idx, 0], y=y, mode="markers", name=name,
-            marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.55},
-            # A click selects a dot: mark it, and keep the others as they were (plotly dims them).
-            selected={"marker": {"size": 14, "color": "#111111", "opacity": 1}},
-            unselected={"marker": {"opacity": 0.55}},
-            customdata=np.stack([idx, np.array(pics, dtype=object)], axis=1) if len(idx) else None,
-            hovertemplate=f"<b>{name}</b> · image #%{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scattergl(
+                x=coords[idx, 0],
+                y=y,
+                mode="markers",
+                name=name,
+                marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.55},
+                # A click selects a dot: mark it, and keep the others as they were (plotly dims them).
+                selected={"marker": {"size": 14, "color": "#111111", "opacity": 1}},
+                unselected={"marker": {"opacity": 0.55}},
+                customdata=np.stack([idx, np.array(pics, dtype=object)], axis=1) if len(idx) else None,
+                hovertemplate=f"<b>{name}</b> · image #%{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
+            )
+        )
     my = np.arange(len(class_names)) if one_d else means_2d[:, 1]
     # WebGL like the dots: plotly draws its WebGL layer over SVG traces, which would bury the stars.
-    fig.add_trace(go.Scattergl(
-        x=means_2d[:, 0], y=my, mode="markers+text", name="class means μ",
-        text=[f"μ {n}" for n in class_names], textposition="top center",
-        textfont={"size": 15, "color": "#111111", "weight": "bold"},
-        marker={"symbol": "star", "size": 22, "color": list(CLASS_COLOURS[: len(class_names)]),
-                "line": {"color": "#111111", "width": 2}},
-        unselected={"marker": {"opacity": 1}, "textfont": {"color": "#111111"}},
-        hovertemplate="class mean %{text}<extra></extra>",
-    ))
+    fig.add_trace(
+        go.Scattergl(
+            x=means_2d[:, 0],
+            y=my,
+            mode="markers+text",
+            name="class means μ",
+            text=[f"μ {n}" for n in class_names],
+            textposition="top center",
+            textfont={"size": 15, "color": "#111111", "weight": "bold"},
+            marker={
+                "symbol": "star",
+                "size": 22,
+                "color": list(CLASS_COLOURS[: len(class_names)]),
+                "line": {"color": "#111111", "width": 2},
+            },
+            unselected={"marker": {"opacity": 1}, "textfont": {"color": "#111111"}},
+            hovertemplate="class mean %{text}<extra></extra>",
+        )
+    )
     if extra_point is not None:
-        fig.add_trace(go.Scatter(
-            x=[extra_point[0]], y=[extra_point[1]], mode="markers+text", name=extra_point[2],
-            text=[extra_point[2]], textposition="bottom center",
-            marker={"symbol": "x", "size": 18, "color": "#FF0000", "line": {"color": "white", "width": 2}},
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[extra_point[0]],
+                y=[extra_point[1]],
+                mode="markers+text",
+                name=extra_point[2],
+                text=[extra_point[2]],
+                textposition="bottom center",
+                marker={"symbol": "x", "size": 18, "color": "#FF0000", "line": {"color": "white", "width": 2}},
+            )
+        )
     fig.update_layout(
-        height=height, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
+        height=height,
+        xaxis_title=axis_titles[0],
+        yaxis_title=axis_titles[1],
         hoverlabel={"font": {"family": "DejaVu Sans Mono, Menlo, Consolas, monospace", "size": 11}},
         legend={"title": "class (click to hide)", "itemsizing": "constant"},
-        margin={"l": 60, "r": 20, "t": 30, "b": 50}, uirevision="latent",
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
+        uirevision="latent",
     )
     if one_d:
         fig.update_yaxes(tickvals=list(range(len(class_names))), ticktext=list(class_names))
@@ -216,23 +271,35 @@ def clickable_image_grid(
     fig = go.Figure(_image_trace(rgb))
     xs = [pad + j * cell + 14 for i in range(r) for j in range(c)]
     ys = [pad + i * cell + 14 for i in range(r) for j in range(c)]
-    fig.add_trace(go.Scatter(
-        x=xs, y=ys, mode="markers", showlegend=False,
-        marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0.01)"},
-        customdata=[[i, j] for i in range(r) for j in range(c)],
-        text=[hover[i][j] for i in range(r) for j in range(c)],
-        hovertemplate="%{text}<extra></extra>",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers",
+            showlegend=False,
+            marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0.01)"},
+            customdata=[[i, j] for i in range(r) for j in range(c)],
+            text=[hover[i][j] for i in range(r) for j in range(c)],
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
     if selected is not None:
         i, j = selected
         x0, y0 = pad + j * cell - 1.5, pad + i * cell - 1.5
         fig.add_shape(type="rect", x0=x0, y0=y0, x1=x0 + 31, y1=y0 + 31, line={"color": "#E69F00", "width": 4})
-    fig.update_xaxes(tickvals=[pad + j * cell + 14 for j in range(c)], ticktext=col_labels, side="top",
-                     showgrid=False, zeroline=False)
-    fig.update_yaxes(tickvals=[pad + i * cell + 14 for i in range(r)], ticktext=row_labels,
-                     showgrid=False, zeroline=False)
-    fig.update_layout(height=height, margin={"l": 90, "r": 10, "t": 40, "b": 10}, dragmode=False,
-                      clickmode="event+select")
+    fig.update_xaxes(
+        tickvals=[pad + j * cell + 14 for j in range(c)],
+        ticktext=col_labels,
+        side="top",
+        showgrid=False,
+        zeroline=False,
+    )
+    fig.update_yaxes(
+        tickvals=[pad + i * cell + 14 for i in range(r)], ticktext=row_labels, showgrid=False, zeroline=False
+    )
+    fig.update_layout(
+        height=height, margin={"l": 90, "r": 10, "t": 40, "b": 10}, dragmode=False, clickmode="event+select"
+    )
     return fig
 
 
@@ -250,17 +317,23 @@ def pairs_grid_figure(originals: np.ndarray, recons: np.ndarray, hover: list[str
     """Figure 1 as an interactive picture: 10 x 10 (original | reconstruction) pairs, hover per pair."""
     n = originals.shape[0]
     cols = 10
-    grid = make_grid(pairs_image(torch.as_tensor(originals), torch.as_tensor(recons)), nrow=cols, padding=4,
-                     pad_value=1.0)
+    grid = make_grid(
+        pairs_image(torch.as_tensor(originals), torch.as_tensor(recons)), nrow=cols, padding=4, pad_value=1.0
+    )
     rgb = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     fig = go.Figure(_image_trace(rgb))
     w, h, pad = 57, 28, 4
-    fig.add_trace(go.Scatter(
-        x=[pad + (i % cols) * (w + pad) + w / 2 for i in range(n)],
-        y=[pad + (i // cols) * (h + pad) + h / 2 for i in range(n)],
-        mode="markers", showlegend=False, text=hover, hovertemplate="%{text}<extra></extra>",
-        marker={"symbol": "square", "size": 34, "color": "rgba(0,0,0,0.01)"},
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=[pad + (i % cols) * (w + pad) + w / 2 for i in range(n)],
+            y=[pad + (i // cols) * (h + pad) + h / 2 for i in range(n)],
+            mode="markers",
+            showlegend=False,
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+            marker={"symbol": "square", "size": 34, "color": "rgba(0,0,0,0.01)"},
+        )
+    )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode=False)

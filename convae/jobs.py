@@ -184,8 +184,20 @@ class JobManager:
     def _view(self, job: Job) -> JobView:
         position = list(self._queue).index(job.id) + 1 if job.state is JobState.QUEUED else None
         return JobView(
-            job.id, job.config, job.state, position, job.latest, list(job.steps), list(job.step_losses),
-            list(job.epochs), job.preview, job.error, job.run, job.created, job.started, job.finished,
+            job.id,
+            job.config,
+            job.state,
+            position,
+            job.latest,
+            list(job.steps),
+            list(job.step_losses),
+            list(job.epochs),
+            job.preview,
+            job.error,
+            job.run,
+            job.created,
+            job.started,
+            job.finished,
             job.requests,
         )
 

@@ -120,8 +120,13 @@ def _from_dict(ckpt: object, where: str) -> StoredRun:
         if not history.epochs:
             raise CheckpointError(f"{where} holds no finished epoch.")
         return StoredRun(
-            config, model.eval(), history, means, float(ckpt.get("seconds", 0.0)),
-            str(ckpt.get("created", "")), str(ckpt.get("device", "")),
+            config,
+            model.eval(),
+            history,
+            means,
+            float(ckpt.get("seconds", 0.0)),
+            str(ckpt.get("created", "")),
+            str(ckpt.get("device", "")),
         )
     except CheckpointError:
         raise

@@ -20,8 +20,8 @@ import io
 from pathlib import Path
 
 import pytest
-import torch
 import streamlit as st
+import torch
 from conftest import tiny_config
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
@@ -301,7 +301,9 @@ def test_a_model_that_learned_nothing_is_called_out(app_env: Path, data_root: Pa
     with torch.no_grad():
         result.model.decoder.net[-2].bias.fill_(-50.0)  # sigmoid(-50) = 0: a saturated, blank output
     result.history.epochs[-1]["val_loss"] = evaluate(result.model, splits.val_images)
-    RunStore(app_env, shipped=None).save(result, class_means(encode(result.model, splits.val_images), splits.val_labels))
+    RunStore(app_env, shipped=None).save(
+        result, class_means(encode(result.model, splits.val_images), splits.val_labels)
+    )
     at = open_page("dashboard.py", **config_state(result.config))
     assert_clean(at)
     assert any("it learned nothing" in w for w in texts(at.sidebar.warning))
