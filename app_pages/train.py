@@ -81,7 +81,24 @@ if splits is not None:
             elif st.session_state.get("watching") == v.id:
                 st.session_state.pop("watching")
                 st.rerun(scope="app")  # the sidebar and the other pages now show the new model
-            progress_block(v)
+            if v.state.active or v.state is JobState.DONE:
+                progress_block(v)
+            # How it ended goes above the chart, where it is seen without scrolling.
+            if v.state is JobState.DONE:
+                ui.blank_warning(v.run)
+                st.success(
+                    f"Done: validation MSE {v.run.val_loss:.5f} after {len(v.epochs)} epochs. "
+                    "The other pages show this model now.",
+                    icon=":material/check_circle:",
+                )
+            elif v.state is JobState.CANCELLED:
+                st.warning(
+                    "Stopped. Nothing was saved; the pages show the previous model, if any.",
+                    icon=":material/stop_circle:",
+                )
+            elif v.state is JobState.FAILED:
+                reason = (v.error or "unknown error").rstrip(".")
+                st.error(f"Training failed: {reason}. Nothing was saved.", icon=":material/error:")
             blank = ui.blank_loss(v.config.dataset)
             last_val = v.epochs[-1]["val_loss"] if v.epochs else None
             if v.state.active and last_val is not None and blank and analysis.learned_nothing(last_val, blank):
@@ -99,20 +116,6 @@ if splits is not None:
                     "Watch it learn: fixed validation digits (top) and the model's current "
                     "reconstructions (bottom), updated every second.",
                 )
-            if v.state is JobState.DONE:
-                ui.blank_warning(v.run)
-                st.success(
-                    f"Done: validation MSE {v.run.val_loss:.5f} after {len(v.epochs)} epochs. "
-                    "The other pages show this model now.",
-                    icon=":material/check_circle:",
-                )
-            elif v.state is JobState.CANCELLED:
-                st.warning(
-                    "Stopped. Nothing was saved; the pages show the previous model, if any.",
-                    icon=":material/stop_circle:",
-                )
-            elif v.state is JobState.FAILED:
-                st.error(f"Training failed: {v.error}", icon=":material/error:")
 
         live()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -80,10 +81,14 @@ def save_checkpoint(path: Path, result: TrainResult, class_means: torch.Tensor) 
     """Write a checkpoint to a temporary file beside `path`, flush it to disk, then rename it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised in memory first (a few MB at most): a full disk then fails as an OSError from write()
+    # or fsync(), not as an internal error from the middle of torch's zip writer.
+    buffer = io.BytesIO()
+    torch.save(checkpoint_dict(result, class_means), buffer)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint_dict(result, class_means), f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -134,6 +139,21 @@ def _from_dict(ckpt: object, where: str) -> StoredRun:
         raise CheckpointError(f"{where} is damaged or incomplete ({type(e).__name__}: {e}).") from e
 
 
+def _unreadable_reason(error: Exception) -> str:
+    """Why torch.load failed, in plain words. Torch's own text for a refused pickle begins with advice
+    to load it again with weights_only=False, which must not reach a reader as if it were ours."""
+    text = str(error)
+    planted = re.search(r"unsupported GLOBAL ([\w.]+)", text)
+    if planted:
+        return f"it holds a Python object ({planted.group(1)}) that would run code when loaded, so it was refused"
+    if "Weights only load failed" in text:
+        return "it holds something other than tensors and plain values (random or foreign data)"
+    if "central directory" in text or "PytorchStreamReader" in text:
+        return "it is not a complete archive (the file is cut short or damaged)"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first[:200].rstrip(".")
+
+
 def load_checkpoint(source: Path | bytes, name: str | None = None) -> StoredRun:
     """Read a checkpoint file (or its bytes) safely; CheckpointError says what is wrong with it."""
     where = name or (str(source) if not isinstance(source, bytes) else "the uploaded file")
@@ -149,9 +169,8 @@ def load_checkpoint(source: Path | bytes, name: str | None = None) -> StoredRun:
     except FileNotFoundError:
         raise CheckpointError(f"{where} does not exist.") from None
     except Exception as e:  # torch raises many kinds for damaged or unsafe files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"{where} could not be read safely: {first[:200]}. It is damaged, truncated, or not a "
+            f"{where} could not be read safely: {_unreadable_reason(e)}. It is damaged, truncated, or not a "
             "convae checkpoint (files that would run code on load are refused)."
         ) from e
     run = _from_dict(ckpt, where)

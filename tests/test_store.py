@@ -325,3 +325,40 @@ def test_save_into_an_unwritable_folder_says_what_to_do(tmp_path: Path, trained,
         store.save(trained, means)
     assert "Could not save the trained model" in str(info.value)
     assert "CONVAE_RUNS_DIR" in str(info.value)
+
+
+# ------------------------------------------------------------------ faults seen on a real server
+
+
+def test_full_disk_fails_as_an_os_error_and_leaves_nothing(tmp_path: Path, trained, means, monkeypatch) -> None:
+    """ENOSPC while the bytes go to disk: an OSError the store turns into advice, no file left behind
+    (torch's zip writer, writing to the file itself, used to fail with an internal RuntimeError)."""
+    store = RunStore(tmp_path / "runs", shipped=None)
+
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_mod.os, "fsync", no_space)
+    with pytest.raises(OSError, match="Free disk space or set CONVAE_RUNS_DIR"):
+        store.save(trained, means)
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_refusal_messages_are_plain(tmp_path: Path, ckpt_path: Path) -> None:
+    """Torch's own text for a refused file advises loading it with weights_only=False; ours says why."""
+    planted = tmp_path / "planted.pt"
+    planted.write_bytes(pickle.dumps({"format": FORMAT, "config": Planted(tmp_path / "pwned")}, protocol=2))
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(os.urandom(5000))
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(ckpt_path.read_bytes()[:3000])
+    reasons = {}
+    for path in (planted, noise, cut):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        reasons[path.name] = str(info.value)
+        assert "weights_only" not in reasons[path.name] and "Re-running" not in reasons[path.name]
+    assert "would run code when loaded, so it was refused" in reasons["planted.pt"]
+    assert "other than tensors and plain values" in reasons["noise.pt"]
+    assert "cut short or damaged" in reasons["cut.pt"]
+    assert not (tmp_path / "pwned").exists()
