@@ -7,7 +7,7 @@ import torch
 
 import ui
 from convae.analysis import decode, encode, mnist_like, nearest_class
-from convae.figures import CLASS_COLOURS
+from convae.figures import class_map
 
 st.title("Draw a digit")
 ctx = ui.page_context()
@@ -57,43 +57,10 @@ if ctx is not None:
         cls, dists = nearest_class(z[0], a.means)
         c2.success(f"Nearest class mean: **{a.classes[cls]}** (distance {dists[cls]:.2f} in the latent space)")
         xy = a.pca.project(z).numpy()[0]
-        coords = a.pca.coords.numpy()
-        rng = np.random.default_rng(0)
-        sample = rng.choice(len(coords), size=min(3000, len(coords)), replace=False)
-        fig = go.Figure()
-        for c, name in enumerate(a.classes):
-            idx = sample[a.labels[sample] == c]
-            yy = coords[idx, 1] if coords.shape[1] > 1 else np.full(len(idx), float(c))
-            fig.add_trace(
-                go.Scattergl(
-                    x=coords[idx, 0],
-                    y=yy,
-                    mode="markers",
-                    name=name,
-                    marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.4},
-                )
-            )
-        mean_y = a.means_2d[:, 1] if a.means_2d.shape[1] > 1 else np.arange(len(a.classes), dtype=float)
-        fig.add_trace(
-            go.Scatter(
-                x=a.means_2d[:, 0],
-                y=mean_y,
-                mode="markers+text",
-                name="class means",
-                text=list(a.classes),
-                textposition="top center",
-                textfont={"size": 14, "color": "#111111", "weight": "bold"},
-                marker={
-                    "symbol": "star",
-                    "size": 18,
-                    "color": list(CLASS_COLOURS),
-                    "line": {"color": "#111111", "width": 2},
-                },
-            )
-        )
+        fig = class_map(a.pca.coords.numpy(), a.labels, a.classes, a.means_2d, a.axis_titles(), height=430)
         my = xy[1] if len(xy) > 1 else float(cls)
         fig.add_trace(
-            go.Scatter(
+            go.Scattergl(
                 x=[xy[0]],
                 y=[my],
                 mode="markers+text",
@@ -102,14 +69,6 @@ if ctx is not None:
                 textposition="top center",
                 marker={"symbol": "x", "size": 20, "color": "red", "line": {"color": "white", "width": 2}},
             )
-        )
-        titles = a.axis_titles()
-        fig.update_layout(
-            height=430,
-            xaxis_title=titles[0],
-            yaxis_title=titles[1],
-            legend={"itemsizing": "constant"},
-            margin={"l": 60, "r": 10, "t": 10, "b": 50},
         )
         c3.plotly_chart(fig, key="draw_latent", config={"displayModeBar": False})
         with c2.expander("Distance to each class mean"):

@@ -7,7 +7,7 @@ import torch
 
 import ui
 from convae.analysis import decode, decode_grid
-from convae.figures import CLASS_COLOURS
+from convae.figures import class_map
 
 st.title("Walk the latent space")
 ctx = ui.page_context()
@@ -30,39 +30,7 @@ if ctx is not None:
         with left:
             n = 41
             gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))
-            rng = np.random.default_rng(0)
-            sample = rng.choice(len(coords), size=min(3000, len(coords)), replace=False)
-            fig = go.Figure()
-            for c, name in enumerate(a.classes):
-                idx = sample[a.labels[sample] == c]
-                fig.add_trace(
-                    go.Scattergl(
-                        x=coords[idx, 0],
-                        y=coords[idx, 1],
-                        mode="markers",
-                        name=name,
-                        marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.35},
-                        hoverinfo="skip",
-                    )
-                )
-            fig.add_trace(
-                go.Scatter(
-                    x=a.means_2d[:, 0],
-                    y=a.means_2d[:, 1],
-                    mode="markers+text",
-                    text=list(a.classes),
-                    name="class means",
-                    textposition="top center",
-                    textfont={"size": 14, "color": "#111111", "weight": "bold"},
-                    marker={
-                        "symbol": "star",
-                        "size": 20,
-                        "color": list(CLASS_COLOURS),
-                        "line": {"color": "#111111", "width": 2},
-                    },
-                    hoverinfo="skip",
-                )
-            )
+            fig = class_map(coords, a.labels, a.classes, a.means_2d, a.axis_titles(), height=560)
             # An invisible lattice of clickable points: plotly reports clicks on points, not on empty space.
             fig.add_trace(
                 go.Scatter(
@@ -78,7 +46,7 @@ if ctx is not None:
             picked = st.session_state.get("walk_point")
             if picked is not None:
                 fig.add_trace(
-                    go.Scatter(
+                    go.Scattergl(
                         x=[picked[0]],
                         y=[picked[1]],
                         mode="markers",
@@ -86,15 +54,7 @@ if ctx is not None:
                         marker={"symbol": "x", "size": 18, "color": "red"},
                     )
                 )
-            titles = a.axis_titles()
-            fig.update_layout(
-                height=560,
-                xaxis_title=titles[0],
-                yaxis_title=titles[1],
-                dragmode=False,
-                margin={"l": 60, "r": 10, "t": 10, "b": 50},
-                legend={"itemsizing": "constant"},
-            )
+            fig.update_layout(dragmode=False)
             event = st.plotly_chart(
                 fig, key=f"walk-{picked}", on_select="rerun", selection_mode="points", config={"displayModeBar": False}
             )

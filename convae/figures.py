@@ -170,47 +170,24 @@ def _blocks(img: np.ndarray) -> str:
     return "<br>".join(rows)
 
 
-def latent_figure(
-    coords: np.ndarray,
-    labels: np.ndarray,
-    images: np.ndarray,
-    class_names: tuple[str, ...],
-    means_2d: np.ndarray,
-    axis_titles: tuple[str, str],
-    extra_point: tuple[float, float, str] | None = None,
-    height: int = 620,
-) -> go.Figure:
-    """The latent scatter: one trace per class (the legend toggles classes), class means as stars,
-    hover showing the class and a small text picture of the digit. 1-D coords are spread on y."""
-    fig = go.Figure()
-    one_d = coords.shape[1] == 1
-    for c, name in enumerate(class_names):
-        idx = np.flatnonzero(labels == c)
-        y = (np.random.default_rng(c).uniform(-0.4, 0.4, len(idx)) + c) if one_d else coords[idx, 1]
-        pics = [_blocks(images[i]) for i in idx]
-        fig.add_trace(
-            go.Scattergl(
-                x=coords[idx, 0],
-                y=y,
-                mode="markers",
-                name=name,
-                marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.55},
-                # A click selects a dot: mark it, and keep the others as they were (plotly dims them).
-                selected={"marker": {"size": 14, "color": "#111111", "opacity": 1}},
-                unselected={"marker": {"opacity": 0.55}},
-                customdata=np.stack([idx, np.array(pics, dtype=object)], axis=1) if len(idx) else None,
-                hovertemplate=f"<b>{name}</b> · image #%{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
-            )
-        )
-    my = np.arange(len(class_names)) if one_d else means_2d[:, 1]
-    # WebGL like the dots: plotly draws its WebGL layer over SVG traces, which would bury the stars.
+def _class_rows(coords: np.ndarray, labels: np.ndarray, c: int, idx: np.ndarray) -> np.ndarray:
+    """y of the dots of class c: the second coordinate, or for 1-D codes the class's own row (jittered)."""
+    if coords.shape[1] > 1:
+        return coords[idx, 1]
+    return np.random.default_rng(c).uniform(-0.4, 0.4, len(idx)) + c
+
+
+def add_class_means(fig: go.Figure, means_2d: np.ndarray, class_names: tuple[str, ...], prefix: str = "") -> None:
+    """The class means as large stars with their names. WebGL like the dots: plotly draws its WebGL
+    layer over SVG traces, which would bury the stars."""
+    y = means_2d[:, 1] if means_2d.shape[1] > 1 else np.arange(len(class_names), dtype=float)
     fig.add_trace(
         go.Scattergl(
             x=means_2d[:, 0],
-            y=my,
+            y=y,
             mode="markers+text",
             name="class means μ",
-            text=[f"μ {n}" for n in class_names],
+            text=[f"{prefix}{n}" for n in class_names],
             textposition="top center",
             textfont={"size": 15, "color": "#111111", "weight": "bold"},
             marker={
@@ -223,30 +200,92 @@ def latent_figure(
             hovertemplate="class mean %{text}<extra></extra>",
         )
     )
-    if extra_point is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[extra_point[0]],
-                y=[extra_point[1]],
-                mode="markers+text",
-                name=extra_point[2],
-                text=[extra_point[2]],
-                textposition="bottom center",
-                marker={"symbol": "x", "size": 18, "color": "#FF0000", "line": {"color": "white", "width": 2}},
-            )
-        )
+
+
+def _latent_layout(
+    fig: go.Figure,
+    class_names: tuple[str, ...],
+    one_d: bool,
+    axis_titles: tuple[str, str],
+    height: int,
+    legend_title: str,
+) -> go.Figure:
     fig.update_layout(
         height=height,
         xaxis_title=axis_titles[0],
         yaxis_title=axis_titles[1],
-        hoverlabel={"font": {"family": "DejaVu Sans Mono, Menlo, Consolas, monospace", "size": 11}},
-        legend={"title": "class (click to hide)", "itemsizing": "constant"},
+        legend={"title": legend_title, "itemsizing": "constant"},
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
-        uirevision="latent",
     )
     if one_d:
         fig.update_yaxes(tickvals=list(range(len(class_names))), ticktext=list(class_names))
     return fig
+
+
+def latent_figure(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    class_names: tuple[str, ...],
+    means_2d: np.ndarray,
+    axis_titles: tuple[str, str],
+    height: int = 620,
+) -> go.Figure:
+    """The latent scatter: one trace per class (the legend toggles classes), class means as stars,
+    hover showing the class and a small text picture of the digit. 1-D codes get a row per class."""
+    fig = go.Figure()
+    for c, name in enumerate(class_names):
+        idx = np.flatnonzero(labels == c)
+        pics = [_blocks(images[i]) for i in idx]
+        fig.add_trace(
+            go.Scattergl(
+                x=coords[idx, 0],
+                y=_class_rows(coords, labels, c, idx),
+                mode="markers",
+                name=name,
+                marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.55},
+                # A click selects a dot: mark it, and keep the others as they were (plotly dims them).
+                selected={"marker": {"size": 14, "color": "#111111", "opacity": 1}},
+                unselected={"marker": {"opacity": 0.55}},
+                customdata=np.stack([idx, np.array(pics, dtype=object)], axis=1) if len(idx) else None,
+                hovertemplate=f"<b>{name}</b> · image #%{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
+            )
+        )
+    add_class_means(fig, means_2d, class_names, prefix="μ ")
+    fig.update_layout(
+        hoverlabel={"font": {"family": "DejaVu Sans Mono, Menlo, Consolas, monospace", "size": 11}},
+        uirevision="latent",
+    )
+    return _latent_layout(fig, class_names, coords.shape[1] == 1, axis_titles, height, "class (click to hide)")
+
+
+def class_map(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    means_2d: np.ndarray,
+    axis_titles: tuple[str, str],
+    height: int = 480,
+    sample: int = 3000,
+) -> go.Figure:
+    """A light map of the latent plane to mark points on: a sample of the codes, faint and without
+    hover, and the class means as stars."""
+    fig = go.Figure()
+    chosen = np.random.default_rng(0).choice(len(coords), size=min(sample, len(coords)), replace=False)
+    for c, name in enumerate(class_names):
+        idx = chosen[labels[chosen] == c]
+        fig.add_trace(
+            go.Scattergl(
+                x=coords[idx, 0],
+                y=_class_rows(coords, labels, c, idx),
+                mode="markers",
+                name=name,
+                marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.35},
+                hoverinfo="skip",
+            )
+        )
+    add_class_means(fig, means_2d, class_names)
+    return _latent_layout(fig, class_names, coords.shape[1] == 1, axis_titles, height, "class")
 
 
 def clickable_image_grid(

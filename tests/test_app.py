@@ -147,7 +147,8 @@ def test_page_with_the_shipped_model(shipped: None, page: str) -> None:
         assert canvas(at) is not None
     elif page.endswith("compare.py"):
         table = at.dataframe[0].value
-        assert list(table["K"]) == [10] and list(table["when"]) == ["shipped"]
+        assert list(table["K"]) == [10, 10] and list(table["when"]) == ["shipped", "shipped"]
+        assert sorted(table["data set"]) == ["fashion-mnist", "mnist"]  # both shipped seed models
 
 
 @pytest.mark.parametrize("page", ALL_PAGES)

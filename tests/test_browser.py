@@ -384,6 +384,7 @@ def test_a_class_session_in_chromium(server: str, capsys: pytest.CaptureFixture)
                     page.get_by_text("Done: validation MSE").wait_for(),
                 ),
             )  # this tab's run, finished
+            page.wait_for_function(f"({LOSS_POINTS_JS})() >= 0", polling=50, timeout=STEP_MS)  # chart drawn
             assert page.evaluate(LOSS_POINTS_JS) == done_points
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "e2e-failure.png"))
