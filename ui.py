@@ -284,14 +284,17 @@ def _provisioning_panel(dataset: str) -> None:
         running, messages, error = services().provisioner.state(dataset)
         if not check_files(data_root(), dataset):
             st.rerun(scope="app")
-        st.subheader(f"Getting the {DATASETS[dataset].title} data…")
+        title = DATASETS[dataset].title
         if error:
-            st.error("The data could not be provisioned. What to do:\n\n```\n" + error + "\n```")
+            st.subheader(f"The {title} data is not available")
+            st.error("The data could not be provisioned. What was wrong, and what to do:", icon=":material/error:")
+            st.code(error, language=None, wrap_lines=True)  # wrapped: the reasons are at the ends of lines
             st.button("Try again", on_click=services().provisioner.start, args=(dataset,))
         else:
+            st.subheader(f"Getting the {title} data…")
             st.progress(min(0.95, 0.1 + 0.25 * len(messages)), text=messages[-1] if messages else "starting…")
-        with st.expander("Details", expanded=bool(error)):
-            st.code("\n".join(messages) or "(no messages yet)")
+        with st.expander("Details", expanded=False):
+            st.code("\n".join(messages) or "(no messages yet)", language=None, wrap_lines=True)
 
     panel()
 

@@ -290,6 +290,17 @@ def _from_debian(stage: Path) -> dict[str, Path]:
     return out
 
 
+def _short_reason(error: Exception) -> str:
+    """One line for a failed source: the first line of its message and, when that is only a heading
+    (torchvision's "Error downloading x.gz:"), the last line too, which holds the cause."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0]
+
+
 def ensure_data(
     root: Path | None = None,
     dataset: str = "mnist",
@@ -313,7 +324,9 @@ def ensure_data(
     if not problems:
         return root
     if root.exists() and not root.is_dir():
-        raise DataError(f"The data root {root} is a file, not a folder. Choose a folder with --data.")
+        raise DataError(
+            f"The data root {root} is a file, not a folder. Choose a folder with --data or CONVAE_DATA_DIR."
+        )
     say(f"{info.title}: not ready ({problems[0]}); provisioning under {root}.")
 
     reasons = [*problems]
@@ -335,7 +348,7 @@ def ensure_data(
                 sources = fetch(root, info, stage / "tv") if fetch else offline(stage)
                 _install_verified(sources, root, info)
             except Exception as e:  # each source may fail in its own way; the next is tried
-                reasons.append(f"{label} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                reasons.append(f"{label} failed: {_short_reason(e)}")
                 say(reasons[-1])
                 continue
             say(f"{info.title} ready in {info.raw_dir(root)}.")
