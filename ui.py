@@ -107,9 +107,58 @@ def services() -> Services:
 # ---------------------------------------------------------------------------------- sidebar
 
 
+SLIDER_RANGES = {"q1": (1, 128), "q2": (1, 128), "k": (1, 64), "epochs": (1, 30)}
+
+
 def _init_state() -> None:
+    if "_config_read_from_url" not in st.session_state:  # a new tab, or the same tab refreshed
+        st.session_state["_config_read_from_url"] = True
+        for key, value in _config_from_url().items():
+            st.session_state.setdefault(key, value)
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+# The sidebar's choices that differ from the defaults also live in the page's address, so that a
+# refresh (or a bookmark, or a link sent to a student) shows the same configuration and, while it
+# trains, the same live training.
+
+
+def _config_from_url() -> dict:
+    """The sidebar values in the address; a value the widgets could not show is ignored."""
+    allowed = {"dataset": DATASETS, "lr": LEARNING_RATES, "batch_size": BATCH_SIZES, "train_size": TRAIN_SIZES}
+    values = {}
+    for key, default in DEFAULTS.items():
+        text = st.query_params.get(key)
+        if text is None:
+            continue
+        try:
+            if isinstance(default, bool):
+                value = text in ("1", "true", "True")
+            elif isinstance(default, int):
+                value = int(text)
+            elif isinstance(default, float):
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            continue
+        lo, hi = SLIDER_RANGES.get(key, (0, 2**31 - 1))
+        if key in allowed and value not in allowed[key]:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and key not in allowed and not lo <= value <= hi:
+            continue
+        values[key] = value
+    return values
+
+
+def _config_to_url() -> None:
+    def text(value) -> str:
+        return "1" if value is True else f"{value:g}" if isinstance(value, float) else str(value)
+
+    wanted = {key: text(st.session_state[key]) for key, default in DEFAULTS.items() if st.session_state[key] != default}
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
 
 
 def _reset_to_defaults() -> None:
@@ -178,6 +227,7 @@ def sidebar() -> TrainConfig:
             "sigmoid from saturating at 0 in the first steps, which leaves some models blank for good.",
         )
         config = selected_config()
+        _config_to_url()
         if not config.is_assignment_recipe or config.train_size is not None or config.mean_init:
             st.caption(
                 ":material/warning: Not the assignment's recipe (batch 32, lr 0.001, all 60,000 images, default start)."
