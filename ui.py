@@ -8,6 +8,7 @@ trainings and data provisioning run in the core's threads and pages poll them.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -279,11 +280,24 @@ def sidebar() -> TrainConfig:
     return config
 
 
+FIRST_POINT_WAIT_S = 0.6
+
+
 def _on_train() -> None:
     svc = services()
     config = selected_config()
-    st.session_state["job_id"] = svc.jobs.submit(config)
+    job_id = svc.jobs.submit(config)
+    st.session_state["job_id"] = job_id
     st.session_state["train_clicked"] = True
+    # A job that starts now has its first loss point a few tenths of a second later: wait for it (at
+    # most FIRST_POINT_WAIT_S), so that the rerun after this click draws it, instead of the live
+    # chart's next refresh, half a second on.
+    deadline = time.monotonic() + FIRST_POINT_WAIT_S
+    while time.monotonic() < deadline:
+        view = svc.jobs.snapshot(job_id)
+        if view is None or view.steps or view.state is not JobState.RUNNING:
+            break
+        time.sleep(0.02)
 
 
 def _on_stop() -> None:
