@@ -223,7 +223,8 @@ def main() -> None:
                 timings["Latent walk"] = go_to(page, "Explore further", "walk", "Walk the latent space")
                 # Click the lattice point nearest to the middle of the class means of 4 and 9.
                 target = page.evaluate("""() => { const all = document.querySelector('.js-plotly-plot')._fullData;
-                    const m = all.find(t => t.name === 'class means'), c = all.find(t => t.name === 'click target');
+                    const m = all.find(t => String(t.name).startsWith('class means'));
+                    const c = all.find(t => t.name === 'click target');
                     const mx = (m.x[4] + m.x[9]) / 2, my = (m.y[4] + m.y[9]) / 2;
                     let best = 0, bd = Infinity;
                     for (let i = 0; i < c._length; i++) {
