@@ -70,12 +70,17 @@ if splits is not None:
     st.toggle("Logarithmic loss axis", key="log_y")
 
     if view is not None and (active or st.session_state.get("train_clicked")):
+        # Twice a second while it trains; a queued job only waits, so once a second is enough, and
+        # when it starts the whole page reruns, which sets the faster pace.
+        queued = view.state is JobState.QUEUED
 
-        @st.fragment(run_every=0.5 if active else None)
+        @st.fragment(run_every=(1.0 if queued else 0.5) if active else None)
         def live() -> None:
             v = svc.jobs.snapshot(view.id)
             if v is None:
                 return
+            if queued and v.state is not JobState.QUEUED:
+                st.rerun(scope="app")
             if v.state.active:
                 st.session_state["watching"] = v.id
             elif st.session_state.get("watching") == v.id:
@@ -108,6 +113,8 @@ if splits is not None:
                     "the seed and train again.",
                     icon=":material/warning:",
                 )
+            if v.state is JobState.QUEUED:
+                return  # nothing to draw yet
             spe = v.latest.steps_per_epoch if v.latest else 1
             chart(v.steps, v.step_losses, v.epochs, spe, key="live_chart")
             if v.preview is not None:
