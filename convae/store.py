@@ -169,10 +169,9 @@ def load_checkpoint(source: Path | bytes, name: str | None = None) -> StoredRun:
     except FileNotFoundError:
         raise CheckpointError(f"{where} does not exist.") from None
     except Exception as e:  # torch raises many kinds for damaged or unsafe files
-        raise CheckpointError(
-            f"{where} could not be read safely: {_unreadable_reason(e)}. It is damaged, truncated, or not a "
-            "convae checkpoint (files that would run code on load are refused)."
-        ) from e
+        reason = _unreadable_reason(e)
+        tail = "" if "would run code" in reason else " It is damaged, truncated, or not a convae checkpoint."
+        raise CheckpointError(f"{where} could not be read safely: {reason}.{tail}") from e
     run = _from_dict(ckpt, where)
     if not isinstance(source, bytes):
         run.path = Path(source)
