@@ -17,23 +17,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from loadtest import CHROMIUM, CHROMIUM_ARGS, PROJECT, Server
+
+from convae.data import data_root
+
 WAIT_MS = 120_000
 # Quick demos beside the shipped K = 10 model. (With seed 0 and 1,000 images, K = 2, 3, 4, 6 and 32 stay
 # stuck on a blank output, the sigmoid saturated at 0; K = 8 and 16 learn.)
@@ -68,12 +61,6 @@ DATA_TO_SCREEN_JS = """([index, x, y]) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def train_extra_runs(runs: Path) -> None:
     for args in EXTRA_RUNS:
         name = "-".join(a.strip("-") for a in args)
@@ -95,43 +82,6 @@ def train_extra_runs(runs: Path) -> None:
         subprocess.run(
             cmd, cwd=PROJECT, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
         )
-
-
-def start_server(runs: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "CONVAE_RUNS_DIR": str(runs)}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "dashboard.py",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-            ],
-            cwd=PROJECT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.25)
-    proc.kill()
-    raise SystemExit(f"The dashboard did not start; its log:\n{log_path.read_text()[-3000:]}")
 
 
 def go_to(page, section: str, path: str, heading: str) -> float:
@@ -179,85 +129,78 @@ def main() -> None:
         runs = Path(tmp) / "runs"
         if not args.no_extra_runs:
             train_extra_runs(runs)
-        proc, url = start_server(runs, Path(tmp) / "server.log")
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1500, "height": 1000})
-                page.set_default_timeout(WAIT_MS)
+        with Server(data_root(), runs, Path(tmp) / "server.log") as server, sync_playwright() as p:
+            url = server.url
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
 
-                t = time.perf_counter()
-                page.goto(url)
-                page.get_by_text("Loss history of the model shown").wait_for()
-                page.locator(".js-plotly-plot").first.wait_for()
-                timings["Train (first load)"] = time.perf_counter() - t
-                shoot(page, args.out, "train")
+            t = time.perf_counter()
+            page.goto(url)
+            page.get_by_text("Loss history of the model shown").wait_for()
+            page.locator(".js-plotly-plot").first.wait_for()
+            timings["Train (first load)"] = time.perf_counter() - t
+            shoot(page, args.out, "train")
 
-                t = go_to(page, "The assignment", "reconstructions", "Reconstructions (Figure 1)")
-                page.locator(".js-plotly-plot").first.wait_for()
-                timings["Reconstructions"] = t
-                shoot(page, args.out, "reconstructions")
+            t = go_to(page, "The assignment", "reconstructions", "Reconstructions (Figure 1)")
+            page.locator(".js-plotly-plot").first.wait_for()
+            timings["Reconstructions"] = t
+            shoot(page, args.out, "reconstructions")
 
-                t = time.perf_counter()
-                go_to(page, "The assignment", "latent", "Latent space")
-                page.wait_for_function(ALL_CODES_DRAWN_JS)
-                timings["Latent space, 10,000 points drawn"] = time.perf_counter() - t
-                # Click a '2' near its class mean: its image, reconstruction and code appear beside the plot.
-                x, y = page.evaluate(TYPICAL_DOT_JS, 2)
-                click_data_point(page, 0, x, y)
-                page.get_by_text("Its latent code").wait_for()
-                shoot(page, args.out, "latent")
+            t = time.perf_counter()
+            go_to(page, "The assignment", "latent", "Latent space")
+            page.wait_for_function(ALL_CODES_DRAWN_JS)
+            timings["Latent space, 10,000 points drawn"] = time.perf_counter() - t
+            # Click a '2' near its class mean: its image, reconstruction and code appear beside the plot.
+            x, y = page.evaluate(TYPICAL_DOT_JS, 2)
+            click_data_point(page, 0, x, y)
+            page.get_by_text("Its latent code").wait_for()
+            shoot(page, args.out, "latent")
 
-                timings["Mixtures"] = go_to(page, "The assignment", "mixtures", "Mixtures of classes (Figure 2)")
-                cell = page.evaluate("""() => { const d = document.querySelector('.js-plotly-plot')._fullData[1];
-                    const i = d.customdata.findIndex(c => c[0] === 4 && c[1] === 9); return [d.x[i], d.y[i]]; }""")
-                click_data_point(page, 0, *cell)
-                page.get_by_role("heading", name="From 4 to 9").wait_for()
-                alpha = page.get_by_role("slider", name="α: how much of 9")
-                alpha.focus()
-                for _ in range(4):
-                    alpha.press("ArrowRight")
-                page.get_by_text("α = 0.70").wait_for()
-                shoot(page, args.out, "mixtures")
+            timings["Mixtures"] = go_to(page, "The assignment", "mixtures", "Mixtures of classes (Figure 2)")
+            cell = page.evaluate("""() => { const d = document.querySelector('.js-plotly-plot')._fullData[1];
+                const i = d.customdata.findIndex(c => c[0] === 4 && c[1] === 9); return [d.x[i], d.y[i]]; }""")
+            click_data_point(page, 0, *cell)
+            page.get_by_role("heading", name="From 4 to 9").wait_for()
+            alpha = page.get_by_role("slider", name="α: how much of 9")
+            alpha.focus()
+            for _ in range(4):
+                alpha.press("ArrowRight")
+            page.get_by_text("α = 0.70").wait_for()
+            shoot(page, args.out, "mixtures")
 
-                timings["Latent walk"] = go_to(page, "Explore further", "walk", "Walk the latent space")
-                # Click the lattice point nearest to the middle of the class means of 4 and 9.
-                target = page.evaluate("""() => { const all = document.querySelector('.js-plotly-plot')._fullData;
-                    const m = all.find(t => String(t.name).startsWith('class means'));
-                    const c = all.find(t => t.name === 'click target');
-                    const mx = (m.x[4] + m.x[9]) / 2, my = (m.y[4] + m.y[9]) / 2;
-                    let best = 0, bd = Infinity;
-                    for (let i = 0; i < c._length; i++) {
-                      const dd = (c.x[i] - mx) ** 2 + (c.y[i] - my) ** 2; if (dd < bd) { bd = dd; best = i; }
-                    }
-                    return [c.x[best], c.y[best]]; }""")
-                click_data_point(page, 0, *target)
-                page.locator('[data-testid="stImage"]', has_text=f"D(code at ({target[0]:.2f}").wait_for()
-                shoot(page, args.out, "walk")
+            timings["Latent walk"] = go_to(page, "Explore further", "walk", "Walk the latent space")
+            # Click the lattice point nearest to the middle of the class means of 4 and 9.
+            target = page.evaluate("""() => { const all = document.querySelector('.js-plotly-plot')._fullData;
+                const m = all.find(t => String(t.name).startsWith('class means'));
+                const c = all.find(t => t.name === 'click target');
+                const mx = (m.x[4] + m.x[9]) / 2, my = (m.y[4] + m.y[9]) / 2;
+                let best = 0, bd = Infinity;
+                for (let i = 0; i < c._length; i++) {
+                  const dd = (c.x[i] - mx) ** 2 + (c.y[i] - my) ** 2; if (dd < bd) { bd = dd; best = i; }
+                }
+                return [c.x[best], c.y[best]]; }""")
+            click_data_point(page, 0, *target)
+            page.locator('[data-testid="stImage"]', has_text=f"D(code at ({target[0]:.2f}").wait_for()
+            shoot(page, args.out, "walk")
 
-                timings["Draw a digit"] = go_to(page, "Explore further", "draw", "Draw a digit")
-                canvas = page.locator("canvas.upper-canvas")
-                canvas.wait_for()
-                stroke = three_stroke(canvas.bounding_box())
-                page.mouse.move(*stroke[0])
-                page.mouse.down()
-                for point in stroke[1:]:
-                    page.mouse.move(*point)
-                page.mouse.up()
-                page.get_by_text("Nearest class mean:").wait_for()
-                page.locator(".js-plotly-plot").first.wait_for()
-                shoot(page, args.out, "draw")
+            timings["Draw a digit"] = go_to(page, "Explore further", "draw", "Draw a digit")
+            canvas = page.locator("canvas.upper-canvas")
+            canvas.wait_for()
+            stroke = three_stroke(canvas.bounding_box())
+            page.mouse.move(*stroke[0])
+            page.mouse.down()
+            for point in stroke[1:]:
+                page.mouse.move(*point)
+            page.mouse.up()
+            page.get_by_text("Nearest class mean:").wait_for()
+            page.locator(".js-plotly-plot").first.wait_for()
+            shoot(page, args.out, "draw")
 
-                timings["Compare runs"] = go_to(page, "Explore further", "compare", "Compare runs")
-                page.locator(".js-plotly-plot").first.wait_for()
-                shoot(page, args.out, "compare")
-                browser.close()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            timings["Compare runs"] = go_to(page, "Explore further", "compare", "Compare runs")
+            page.locator(".js-plotly-plot").first.wait_for()
+            shoot(page, args.out, "compare")
+            browser.close()
         log = (Path(tmp) / "server.log").read_text()
         if "Traceback" in log:
             print("The server logged an exception:\n" + log[-3000:], file=sys.stderr)
