@@ -49,18 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from convae.store import run_root, save_checkpoint
     from convae.train import TrainConfig, train
 
-    config = TrainConfig(
-        q1=args.q1,
-        q2=args.q2,
-        k=args.k,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        train_size=args.train_size,
-        seed=args.seed,
-        dataset=args.dataset,
-        mean_init=args.mean_init,
-    )
+    config = TrainConfig.from_dict(vars(args))  # the options are named as the config's fields
     root = ensure_data(args.data, args.dataset, progress=lambda m: print(m, flush=True))
     splits = load_splits(root, args.dataset)
     out = Path(args.out) if args.out else run_root() / config.key()

@@ -317,15 +317,21 @@ async def set_config(page, config: TrainConfig, attempts: int = 4) -> None:
             await page.keyboard.press("Escape")
 
 
-async def switch_page(page, title: str) -> float:
-    """Open a page through the top navigation; seconds from the click until its heading is drawn."""
-    section, heading = PAGES[title]
+async def click_page_link(page, title: str) -> float:
+    """Open a page's section in the top navigation and click its link; the time of the click."""
+    section, _ = PAGES[title]
     await page.locator('[data-testid="stTopNavSection"]', has_text=section).click()
     link = page.get_by_role("menuitem", name=re.compile(rf"{re.escape(title)}$"))
     await link.wait_for()
     t0 = time.perf_counter()
     await link.click()
-    await page.get_by_role("heading", name=heading).wait_for()
+    return t0
+
+
+async def switch_page(page, title: str) -> float:
+    """Open a page through the top navigation; seconds from the click until its heading is drawn."""
+    t0 = await click_page_link(page, title)
+    await page.get_by_role("heading", name=PAGES[title][1]).wait_for()
     return time.perf_counter() - t0
 
 

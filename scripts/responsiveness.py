@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
 import signal
 import statistics
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadtest import PAGES, PROJECT, Server, close_session, launch, log_problems, open_session, sidebar
+from loadtest import PAGES, PROJECT, Server, click_page_link, close_session, launch, log_problems, open_session, sidebar
 
 from convae.data import check_files, make_synthetic
 from convae.store import RunStore
@@ -70,13 +69,8 @@ FIRST_POINT_JS = """() => {
 
 async def timed_switch(page, title: str, points: int = 0) -> float:
     """Open a page through the navigation; seconds from the click until it has drawn."""
-    section, heading = PAGES[title]
-    await page.locator('[data-testid="stTopNavSection"]', has_text=section).click()
-    link = page.get_by_role("menuitem", name=re.compile(rf"{re.escape(title)}$"))
-    await link.wait_for()
-    t0 = time.perf_counter()
-    await link.click()
-    await page.wait_for_function(READY_JS, arg=[heading, points], polling=50, timeout=120_000)
+    t0 = await click_page_link(page, title)
+    await page.wait_for_function(READY_JS, arg=[PAGES[title][1], points], polling=50, timeout=120_000)
     return time.perf_counter() - t0
 
 
