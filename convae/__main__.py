@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from convae.data import DATASETS, DataError, checksum_problems, data_root, ensure_data, load_splits
+from convae.train import ENGINES
 
 
 def _positive_int(text: str) -> int:
@@ -84,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(post, refresh=False)
         bar.refresh()
 
-    result = train(config, splits, on_event, device=args.device)
+    result = train(config, splits, on_event, device=args.device, engine=args.engine)
     bar.close()
     means = class_means(encode(result.model, splits.val_images), splits.val_labels)
     ckpt = save_checkpoint(out / f"{config.key()}.pt", result, means)
@@ -165,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="not the assignment's: start the output at the mean pixel (avoids blank models)",
     )
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    t.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="eager",
+        help="how steps run, not what they compute: eager (default); graph, graph-compile (CUDA graphs, for GPUs)",
+    )
     t.add_argument("--out", help="output folder (default: runs/<config key>/)")
     t.set_defaults(func=cmd_train)
 
@@ -181,7 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=_positive_int, default=None, help="limit the steps per epoch")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads (default: torch's)")
-    b.add_argument("--repeat", type=_positive_int, default=1, help="run both loops this many times, alternating")
+    b.add_argument("--repeat", type=_positive_int, default=1, help="run all loops this many times, alternating")
+    b.add_argument(
+        "--engine",
+        nargs="+",
+        choices=ENGINES,
+        default=["eager"],
+        help="the engines to time against the plain loop (eager; graph and graph-compile are for CUDA)",
+    )
     b.add_argument(
         "--profile",
         type=_positive_int,

@@ -11,7 +11,9 @@ the end of each epoch. Only the engine is fast (docs/performance.md has the meas
 - on the CPU, the transposed convolution with one output channel (the decoder's last layer) runs
   its forward pass on ATen's im2col kernel, not oneDNN's, which is about six times slower there;
 - on a CPU with two or more threads, each batch is computed as two half-batches on two threads
-  (gradients summed, so the same step) instead of splitting every operation across the threads.
+  (gradients summed, so the same step) instead of splitting every operation across the threads;
+- opt-in for CUDA (`engine="graph"` or `"graph-compile"`): the whole step, batch gather and Adam
+  included, captured once as a CUDA graph and replayed (see _DeviceSteps).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch import nn
 from convae.data import DATASETS, Splits, to_float
 from convae.model import AutoEncoder, check_sizes
 
+ENGINES = ("eager", "graph", "graph-compile")  # see train(); "eager" is the default
 REPORT_EVERY_S = 0.2  # progress events at least this often (the live chart gains ~5 points a second)
 PREVIEW_EVERY_S = 1.0  # "watch it learn" reconstructions this often
 
@@ -310,6 +313,122 @@ class _HalfBatches(_FullBatch):
         torch.set_num_threads(self.threads)
 
 
+class _DeviceSteps:
+    """Training steps that fetch their own batch: the engines "graph" and "graph-compile".
+
+    The data set, the epoch's order, a step counter and the per-step losses all live on the device,
+    so one whole step (gather the batch by index, forward, backward, Adam, record the loss, advance
+    the counter) needs nothing from the host. On CUDA it is captured once as a CUDA graph, after a
+    few real steps on a side stream to warm up, and then replayed: one launch per step instead of
+    dozens, and no host work at all between steps. Adam is fused and capturable (its step count
+    lives on the device); the gradients are set to None before the capture, so each replay's
+    backward writes them afresh (zeroed inside the graph). Elsewhere the same step runs eagerly,
+    which is what the CPU tests check against the default engine.
+
+    "graph-compile" also compiles the model with torch.compile (kernel fusion) for the training
+    step; validation and previews use the uncompiled model, which shares its parameters.
+    """
+
+    WARMUP_STEPS = 3
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: nn.Module,
+        train_x: torch.Tensor,
+        batch_size: int,
+        losses: torch.Tensor,
+        compile_model: bool,
+    ) -> None:
+        dev = train_x.device
+        self.optimizer, self.loss_fn, self.train_x, self.losses = optimizer, loss_fn, train_x, losses
+        self.forward = torch.compile(model) if compile_model else model
+        self.n, self.bs = train_x.shape[0], batch_size
+        self.order = torch.zeros(self.n, dtype=torch.long, device=dev)
+        self.counter = torch.zeros((), dtype=torch.long, device=dev)  # steps done in this epoch
+        self.offsets = torch.arange(batch_size, device=dev)
+        self.capture = self._can_capture(dev)
+        self.side: torch.cuda.Stream | None = None  # the warm-up and capture stream, made on first use
+        self.warm_steps = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def start_epoch(self, order: torch.Tensor) -> None:
+        self.order.copy_(order)
+        self.counter.zero_()
+
+    def _step(self, offsets: torch.Tensor) -> None:
+        idx = self.order.index_select(0, self.counter * self.bs + offsets)
+        x = to_float(self.train_x.index_select(0, idx))  # (B, 1, 28, 28) in [0, 1]
+        loss = self.loss_fn(self.forward(x), x)
+        loss.backward()
+        self.optimizer.step()
+        self.losses.index_copy_(0, self.counter.view(1), loss.detach().view(1))
+        self.counter.add_(1)
+
+    def step(self, step: int) -> int:
+        """Run step `step` of the epoch (steps run in order); returns its number of images."""
+        size = min(self.bs, self.n - step * self.bs)
+        if size < self.bs:  # the epoch's last, partial batch: eagerly, with fewer offsets
+            self.optimizer.zero_grad(set_to_none=True)
+            self._step(self.offsets[:size])
+        elif self.graph is not None:
+            self.graph.replay()
+        elif not self.capture:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._step(self.offsets)
+        else:
+            self._warm_step_then_capture()
+        return size
+
+    def _warm_step_then_capture(self) -> None:
+        def warm_step() -> None:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._step(self.offsets)
+
+        self._on_side_stream(warm_step)
+        self.warm_steps += 1
+        if self.warm_steps == self.WARMUP_STEPS:
+            # gradients None: the graph's backward writes them afresh on every replay (zeroed in the graph)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.graph = self._capture(lambda: self._step(self.offsets))
+
+    # The CUDA calls, apart so that the CPU tests can stand in for them.
+
+    @staticmethod
+    def _can_capture(dev: torch.device) -> bool:
+        return dev.type == "cuda"
+
+    def _on_side_stream(self, fn: Callable[[], None]) -> None:
+        """Run fn on the warm-up stream, after the current stream's work and before its next."""
+        if self.side is None:
+            self.side = torch.cuda.Stream(self.train_x.device)
+        current = torch.cuda.current_stream(self.train_x.device)
+        self.side.wait_stream(current)
+        with torch.cuda.stream(self.side):
+            fn()
+        current.wait_stream(self.side)
+
+    def _capture(self, fn: Callable[[], None]) -> torch.cuda.CUDAGraph:
+        """Record fn's kernels as a CUDA graph (nothing runs now), on the warm-up stream, whose cuBLAS
+        and cuDNN state exists already; other threads may use CUDA meanwhile ("thread_local")."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local"):
+            fn()
+        return graph
+
+
+@contextmanager
+def _cudnn_benchmark(on: bool) -> Iterator[None]:
+    """cuDNN's algorithm search for the duration of the block (the batch shape is fixed)."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on or before
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 @contextmanager
 def _step_runner(dev: torch.device) -> Iterator[_FullBatch]:
     """_HalfBatches on a CPU with two or more intra-op threads, else _FullBatch; closed on exit."""
@@ -352,12 +471,19 @@ def train(
     on_event: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
     device: str = "auto",
+    engine: str = "eager",
 ) -> TrainResult:
     """Train an auto-encoder from scratch by the assignment's recipe and return it with its history.
+
+    `engine` picks how the steps run, never what they compute: "eager" (the default, any device),
+    "graph" (each whole step replayed as one CUDA graph; eager steps of the same form elsewhere) or
+    "graph-compile" ("graph" with the model compiled by torch.compile).
 
     Raises TrainingStopped when `stop` is set (checked between any two steps) and NonFiniteLoss when
     the loss becomes NaN or infinite.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
     emit = on_event or (lambda _p: None)
     dev = pick_device(device)
     torch.manual_seed(config.seed)
@@ -380,7 +506,8 @@ def train(
         model.start_at_mean(train_x.to(torch.float64).mean().item() / 255)
     model = model.to(dev)
     fused = dev.type in ("cpu", "cuda")
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused)
+    on_device = engine != "eager"  # the batch gather and the step counter on the device (_DeviceSteps)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused, capturable=on_device)
     loss_fn = nn.MSELoss()
 
     bs = config.batch_size
@@ -405,23 +532,35 @@ def train(
     def preview() -> torch.Tensor:
         return model(preview_x).squeeze(1).float().cpu()
 
-    with fast_cpu_kernels(model), _step_runner(dev) as runner:  # both undone before the model is returned
+    device_steps = None
+    if on_device:
+        device_steps = _DeviceSteps(model, optimizer, loss_fn, train_x, bs, step_losses, engine == "graph-compile")
+
+    # all three undone before the model is returned
+    with fast_cpu_kernels(model), _step_runner(dev) as runner, _cudnn_benchmark(on_device and dev.type == "cuda"):
         emit(make_event("start", 1, 0, preview=preview()))
         last_report = last_preview = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
             epoch_start = time.perf_counter()
-            order = epoch_order(n, shuffle_gen).to(dev)
+            order = epoch_order(n, shuffle_gen)
+            if device_steps is not None:
+                device_steps.start_epoch(order)
+            else:
+                order = order.to(dev)
             checked = 0  # steps of this epoch whose losses were checked for NaN/inf
             model.train()
             seg_start = time.perf_counter()
             for step in range(steps_per_epoch):
                 if stop is not None and stop.is_set():
                     raise TrainingStopped(f"stopped at epoch {epoch}, step {step}")
-                x = to_float(train_x[order[step * bs : (step + 1) * bs]])  # (B, 1, 28, 28) in [0, 1]
-                optimizer.zero_grad(set_to_none=True)
-                step_losses[step] = runner.loss_backward(model, loss_fn, x)
-                optimizer.step()
-                samples_done += x.shape[0]
+                if device_steps is not None:
+                    samples_done += device_steps.step(step)
+                else:
+                    x = to_float(train_x[order[step * bs : (step + 1) * bs]])  # (B, 1, 28, 28) in [0, 1]
+                    optimizer.zero_grad(set_to_none=True)
+                    step_losses[step] = runner.loss_backward(model, loss_fn, x)
+                    optimizer.step()
+                    samples_done += x.shape[0]
 
                 now = time.perf_counter()
                 if now - last_report >= REPORT_EVERY_S or step == steps_per_epoch - 1:
@@ -458,6 +597,8 @@ def train(
             )
             seg_start = time.perf_counter()
 
+    optimizer.zero_grad(set_to_none=True)  # the returned model carries no gradients (or graph memory)
+    device_steps = None  # and the CUDA graph, if any, goes with its memory pool
     model = model.cpu().eval()
     seconds = time.perf_counter() - t_start
     last = history.epochs[-1]

@@ -218,3 +218,17 @@ def test_module_entry_point_exit_code(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "--q1" in proc.stderr and "expected 1 or more, got 0" in proc.stderr
+
+
+def test_train_with_the_graph_engine_learns_as_with_the_default(data_root: Path, tmp_path: Path, capsys) -> None:
+    """--engine changes how the steps run, not what they compute (on the CPU: the same step, eagerly)."""
+    finals = []
+    for eng in ("eager", "graph"):
+        out = tmp_path / eng
+        assert main(["train", "--data", str(data_root), *TINY, "--engine", eng, "--out", str(out)]) == 0
+        finals.append(json.loads((out / "metrics.json").read_text())["final"]["val_loss"])
+    assert finals[1] == pytest.approx(finals[0], rel=1e-4)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(data_root), *TINY, "--engine", "turbo"])
+    assert "invalid choice: 'turbo'" in capsys.readouterr().err

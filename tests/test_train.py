@@ -344,3 +344,95 @@ def test_two_thread_engine_stops_and_detects_non_finite_loss(splits, two_threads
     monkeypatch.setattr(engine, "to_float", poisoned)
     with pytest.raises(NonFiniteLoss, match="Lower the learning rate"):
         train(tiny_config(), splits, device="cpu")
+
+
+# ---------------------------------------------------------------- the device-indexed engines ("graph")
+# On CUDA these capture each whole step as a CUDA graph; here, on the CPU, the same step form runs
+# eagerly: batches gathered on the device by a step counter, losses recorded by index, capturable Adam.
+
+
+def _epoch_losses(result) -> list[tuple[float, float]]:
+    return [(e["train_loss"], e["val_loss"]) for e in result.history.epochs]
+
+
+@pytest.mark.parametrize("train_size", [96, 100])  # 3 whole batches; 3 whole and a partial one of 4
+def test_graph_engine_learns_like_the_default_engine(splits, every_step, train_size: int) -> None:
+    config = tiny_config(epochs=3, train_size=train_size)
+    eager = train(config, splits, device="cpu")
+    graph = train(config, splits, device="cpu", engine="graph")
+    steps = math.ceil(train_size / 32)
+    assert graph.history.steps == eager.history.steps == list(range(1, 3 * steps + 1))
+    # same batches in the same order, the same maths: only float rounding (capturable Adam) differs
+    assert graph.history.step_losses == pytest.approx(eager.history.step_losses, rel=1e-5)
+    for a, b in zip(_epoch_losses(graph), _epoch_losses(eager), strict=True):
+        assert a == pytest.approx(b, rel=1e-5)
+    for (name, pa), pb in zip(graph.model.state_dict().items(), eager.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-6, msg=name)
+    again = train(config, splits, device="cpu", engine="graph")
+    assert again.history.step_losses == graph.history.step_losses  # reproducible
+    for result in (eager, graph):
+        assert not result.model.training and all(p.grad is None for p in result.model.parameters())
+
+
+def test_graph_engine_reports_images_per_epoch_and_stops(splits, every_step) -> None:
+    events: list[Progress] = []
+    train(tiny_config(epochs=2, train_size=100), splits, events.append, device="cpu", engine="graph")
+    ends = [e for e in events if e.kind == "epoch"]
+    assert [e.epoch for e in ends] == [1, 2] and all(e.step == e.steps_per_epoch == 4 for e in ends)
+    assert all(math.isfinite(e.train_loss) and e.samples_per_s > 0 for e in ends)
+
+    stop = threading.Event()
+
+    def on_event(p: Progress) -> None:
+        if p.kind == "step" and p.step == 2:
+            stop.set()
+
+    with pytest.raises(TrainingStopped, match="epoch 1, step 2"):
+        train(tiny_config(train_size=100), splits, on_event, stop=stop, device="cpu", engine="graph")
+
+
+def test_graph_engine_finds_a_non_finite_loss(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    _poison_from(4, monkeypatch)  # the 3rd training batch of epoch 1 (call 1 is the preview digits)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1, step 3\b"):
+        train(tiny_config(lr=1.0), splits, device="cpu", engine="graph")
+
+
+def test_unknown_engine_is_refused(splits) -> None:
+    with pytest.raises(ValueError, match="engine must be one of eager, graph, graph-compile, got 'turbo'"):
+        train(tiny_config(), splits, device="cpu", engine="turbo")
+
+
+def test_graph_engine_warms_up_then_captures_once_and_replays(
+    splits, every_step, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA sequence (warm-up steps on a side stream, one capture that runs nothing, replays, an
+    eager partial batch), with the three CUDA calls stood in for: the same history as without it."""
+    config = tiny_config(epochs=3, train_size=150)  # 4 whole batches of 32 and one of 22 per epoch
+    plain = train(config, splits, device="cpu", engine="graph")
+    calls = {"side": 0, "captures": 0, "replays": 0}
+
+    class RecordedStep:  # a graph recorded with the gradients set to None writes them afresh on replay
+        def __init__(self, steps, fn) -> None:
+            self.steps, self.fn = steps, fn
+
+        def replay(self) -> None:
+            calls["replays"] += 1
+            self.steps.optimizer.zero_grad(set_to_none=True)
+            self.fn()
+
+    def on_side_stream(self, fn) -> None:
+        calls["side"] += 1
+        fn()
+
+    def capture(self, fn) -> RecordedStep:
+        calls["captures"] += 1
+        return RecordedStep(self, fn)  # records; runs nothing now
+
+    monkeypatch.setattr(engine._DeviceSteps, "_can_capture", staticmethod(lambda dev: True))
+    monkeypatch.setattr(engine._DeviceSteps, "_on_side_stream", on_side_stream)
+    monkeypatch.setattr(engine._DeviceSteps, "_capture", capture)
+    graphed = train(config, splits, device="cpu", engine="graph")
+    warm = engine._DeviceSteps.WARMUP_STEPS
+    assert calls == {"side": warm, "captures": 1, "replays": 3 * 4 - warm}
+    assert graphed.history.step_losses == plain.history.step_losses
+    assert _epoch_losses(graphed) == _epoch_losses(plain)
