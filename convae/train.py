@@ -22,6 +22,7 @@ import dataclasses
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -368,12 +369,19 @@ class _DeviceSteps:
 
     def step(self, step: int) -> int:
         """Run step `step` of the epoch (steps run in order); returns its number of images."""
+        if self.graph is not None and (step + 1) * self.bs <= self.n:
+            self.graph.replay()  # the usual case once captured: nothing else on the host
+            return self.bs
+        with warnings.catch_warnings():
+            # Adam warns once that capturable=True runs slower uncaptured: true of the warm-up steps only
+            warnings.filterwarnings("ignore", message=r"This instance was constructed with capturable=True")
+            return self._run(step)
+
+    def _run(self, step: int) -> int:
         size = min(self.bs, self.n - step * self.bs)
         if size < self.bs:  # the epoch's last, partial batch: eagerly, with fewer offsets
             self.optimizer.zero_grad(set_to_none=True)
             self._step(self.offsets[:size])
-        elif self.graph is not None:
-            self.graph.replay()
         elif not self.capture:
             self.optimizer.zero_grad(set_to_none=True)
             self._step(self.offsets)
