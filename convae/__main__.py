@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=ENGINES,
         default="eager",
-        help="how steps run, not what they compute: eager (default); graph, graph-compile (CUDA graphs, for GPUs)",
+        help="how steps run, not what they compute: eager (default); the graph engines (CUDA graphs) are for GPUs",
     )
     t.add_argument("--out", help="output folder (default: runs/<config key>/)")
     t.set_defaults(func=cmd_train)
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=ENGINES,
         default=["eager"],
-        help="the engines to time against the plain loop (eager; graph and graph-compile are for CUDA)",
+        help="the engines to time against the plain loop (eager; the graph engines are for CUDA)",
     )
     b.add_argument(
         "--profile",

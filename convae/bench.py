@@ -196,10 +196,10 @@ def _load() -> str:
 
 def format_table(runs: list[LoopResult]) -> str:
     """One column per run: samples/s, seconds and losses per epoch."""
-    width = max(14, *(len(r.name) + 2 for r in runs))
+    widths = [max(14, len(r.name) + 2) for r in runs]
 
     def _row(label: str, values: list[str]) -> str:
-        return f"{label:<28}" + "".join(f"{v:>{width}}" for v in values)
+        return f"{label:<28}" + "".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
 
     epochs = len(runs[0].train_s)
     lines = [_row("", [r.name for r in runs])]

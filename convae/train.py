@@ -34,7 +34,8 @@ from torch import nn
 from convae.data import DATASETS, Splits, to_float
 from convae.model import AutoEncoder, check_sizes
 
-ENGINES = ("eager", "graph", "graph-compile")  # see train(); "eager" is the default
+# how the steps run (see train()); "eager" is the default, the others are meant for CUDA GPUs
+ENGINES = ("eager", "graph", "graph-compile", "graph-channels-last", "graph-compile-channels-last")
 REPORT_EVERY_S = 0.2  # progress events at least this often (the live chart gains ~5 points a second)
 PREVIEW_EVERY_S = 1.0  # "watch it learn" reconstructions this often
 
@@ -315,7 +316,8 @@ class _HalfBatches(_FullBatch):
 
 
 class _DeviceSteps:
-    """Training steps that fetch their own batch: the engines "graph" and "graph-compile".
+    """Training steps that fetch their own batch: the engines "graph", "graph-compile" and their
+    "-channels-last" forms.
 
     The data set, the epoch's order, a step counter and the per-step losses all live on the device,
     so one whole step (gather the batch by index, forward, backward, Adam, record the loss, advance
@@ -327,7 +329,9 @@ class _DeviceSteps:
     which is what the CPU tests check against the default engine.
 
     "graph-compile" also compiles the model with torch.compile (kernel fusion) for the training
-    step; validation and previews use the uncompiled model, which shares its parameters.
+    step; validation and previews use the uncompiled model, which shares its parameters. With
+    channels_last, the training batches are laid out channels-last, like the convolution weights
+    (train() converts the model), so that cuDNN need not convert layouts around each convolution.
     """
 
     WARMUP_STEPS = 3
@@ -341,8 +345,10 @@ class _DeviceSteps:
         batch_size: int,
         losses: torch.Tensor,
         compile_model: bool,
+        channels_last: bool = False,
     ) -> None:
         dev = train_x.device
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.optimizer, self.loss_fn, self.train_x, self.losses = optimizer, loss_fn, train_x, losses
         self.forward = torch.compile(model) if compile_model else model
         self.n, self.bs = train_x.shape[0], batch_size
@@ -360,7 +366,7 @@ class _DeviceSteps:
 
     def _step(self, offsets: torch.Tensor) -> None:
         idx = self.order.index_select(0, self.counter * self.bs + offsets)
-        x = to_float(self.train_x.index_select(0, idx))  # (B, 1, 28, 28) in [0, 1]
+        x = to_float(self.train_x.index_select(0, idx)).contiguous(memory_format=self.layout)  # (B, 1, 28, 28)
         loss = self.loss_fn(self.forward(x), x)
         loss.backward()
         self.optimizer.step()
@@ -484,8 +490,9 @@ def train(
     """Train an auto-encoder from scratch by the assignment's recipe and return it with its history.
 
     `engine` picks how the steps run, never what they compute: "eager" (the default, any device),
-    "graph" (each whole step replayed as one CUDA graph; eager steps of the same form elsewhere) or
-    "graph-compile" ("graph" with the model compiled by torch.compile).
+    "graph" (each whole step replayed as one CUDA graph; eager steps of the same form elsewhere),
+    "graph-compile" ("graph" with the model compiled by torch.compile), and either of the two with
+    "-channels-last" (weights and batches in the channels-last layout during training).
 
     Raises TrainingStopped when `stop` is set (checked between any two steps) and NonFiniteLoss when
     the loss becomes NaN or infinite.
@@ -513,6 +520,8 @@ def train(
     if config.mean_init:
         model.start_at_mean(train_x.to(torch.float64).mean().item() / 255)
     model = model.to(dev)
+    if engine.endswith("-channels-last"):
+        model = model.to(memory_format=torch.channels_last)  # the convolution weights; undone at the end
     fused = dev.type in ("cpu", "cuda")
     on_device = engine != "eager"  # the batch gather and the step counter on the device (_DeviceSteps)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused, capturable=on_device)
@@ -542,7 +551,16 @@ def train(
 
     device_steps = None
     if on_device:
-        device_steps = _DeviceSteps(model, optimizer, loss_fn, train_x, bs, step_losses, engine == "graph-compile")
+        device_steps = _DeviceSteps(
+            model,
+            optimizer,
+            loss_fn,
+            train_x,
+            bs,
+            step_losses,
+            compile_model=engine.startswith("graph-compile"),
+            channels_last=engine.endswith("-channels-last"),
+        )
 
     # all three undone before the model is returned
     with fast_cpu_kernels(model), _step_runner(dev) as runner, _cudnn_benchmark(on_device and dev.type == "cuda"):
@@ -607,7 +625,7 @@ def train(
 
     optimizer.zero_grad(set_to_none=True)  # the returned model carries no gradients (or graph memory)
     device_steps = None  # and the CUDA graph, if any, goes with its memory pool
-    model = model.cpu().eval()
+    model = model.cpu().to(memory_format=torch.contiguous_format).eval()
     seconds = time.perf_counter() - t_start
     last = history.epochs[-1]
     emit(make_event("done", config.epochs, steps_per_epoch, train_loss=last["train_loss"], val_loss=last["val_loss"]))
