@@ -4,7 +4,7 @@ Both train the same AutoEncoder by the same recipe (batch 32, Adam lr 0.001, MSE
 epoch, validation on the 10,000 test images in batches of 100) with the same seed, data and device,
 in one process, back to back. The plain loop is written the way the assignment reads: torchvision's
 MNIST with ToTensor, a DataLoader, a non-fused Adam and `loss.item()` every step. `--engine` names
-the engines to time (convae.train.ENGINES; "graph" and "graph-compile" are for CUDA). The bench
+the engines to time (convae.train.ENGINES; the graph engines are for CUDA). The bench
 measures and prints; it asserts nothing.
 """
 

@@ -12,8 +12,8 @@ the end of each epoch. Only the engine is fast (docs/performance.md has the meas
   its forward pass on ATen's im2col kernel, not oneDNN's, which is about six times slower there;
 - on a CPU with two or more threads, each batch is computed as two half-batches on two threads
   (gradients summed, so the same step) instead of splitting every operation across the threads;
-- opt-in for CUDA (`engine="graph"` or `"graph-compile"`): the whole step, batch gather and Adam
-  included, captured once as a CUDA graph and replayed (see _DeviceSteps).
+- opt-in, for CUDA (`engine="graph"` and the other graph engines of ENGINES): the whole step, batch
+  gather and Adam included, captured once as a CUDA graph and replayed (see _DeviceSteps).
 """
 
 from __future__ import annotations
