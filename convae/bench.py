@@ -61,42 +61,57 @@ def _torchvision_sets(root, dataset: str, train_size: int | None):
     return train_set, val_set
 
 
+class _PlainLoop:
+    """The assignment's training loop as a student would write it: model, Adam, MSE, DataLoader."""
+
+    def __init__(self, train_set, seed: int, device: torch.device) -> None:
+        from torch.utils.data import DataLoader
+
+        torch.manual_seed(seed)
+        self.device = device
+        self.model = AutoEncoder(32, 32, 10).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss_fn = nn.MSELoss()
+        gen = torch.Generator().manual_seed(seed)
+        self.loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, generator=gen)
+
+    def train_epoch(self) -> float:
+        """One shuffled pass, `loss.item()` every step; returns the average training loss."""
+        self.model.train()
+        total, steps = 0.0, 0
+        for x, _ in self.loader:
+            x = x.to(self.device)
+            loss = self.loss_fn(self.model(x), x)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item()
+            steps += 1
+        return total / steps
+
+
 def plain_loop(root, dataset: str, epochs: int, train_size: int | None, seed: int, device: torch.device) -> LoopResult:
     """The assignment's loop as a student would write it; timed per epoch."""
     from torch.utils.data import DataLoader
 
     train_set, val_set = _torchvision_sets(root, dataset, train_size)
-    torch.manual_seed(seed)
-    model = AutoEncoder(32, 32, 10).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.MSELoss()
-    gen = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, generator=gen)
+    loop = _PlainLoop(train_set, seed, device)
     val_loader = DataLoader(val_set, batch_size=VAL_BATCH)
     out = LoopResult("plain loop", len(train_set))
     for _epoch in range(epochs):
         t0 = time.perf_counter()
-        model.train()
-        total, steps = 0.0, 0
-        for x, _ in train_loader:
-            x = x.to(device)
-            loss = loss_fn(model(x), x)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            steps += 1
+        train_loss = loop.train_epoch()
         t1 = time.perf_counter()
-        model.eval()
+        loop.model.eval()
         val_total = 0.0
         with torch.no_grad():
             for x, _ in val_loader:
                 x = x.to(device)
-                val_total += loss_fn(model(x), x).item() * x.shape[0]
+                val_total += loop.loss_fn(loop.model(x), x).item() * x.shape[0]
         t2 = time.perf_counter()
         out.train_s.append(t1 - t0)
         out.epoch_s.append(t2 - t0)
-        out.train_losses.append(total / steps)
+        out.train_losses.append(train_loss)
         out.val_losses.append(val_total / len(val_set))
     return out
 
@@ -136,33 +151,22 @@ def engine_loop(splits, config: TrainConfig, device: torch.device, engine: str =
 def profile_loops(root, dataset: str, splits, steps: int, seed: int, device: torch.device, rows: int = 14) -> None:
     """Profile `steps` training steps of each loop (the second of two short epochs, so warmed up)."""
     from torch.profiler import ProfilerActivity, profile
-    from torch.utils.data import DataLoader
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     n = min(steps * BATCH, splits.train_images.shape[0])
 
     train_set, _ = _torchvision_sets(root, dataset, n)
-    torch.manual_seed(seed)
-    model = AutoEncoder(32, 32, 10).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.MSELoss()
-    loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    loop = _PlainLoop(train_set, seed, device)
+    loop.train_epoch()  # warm-up
     prof = profile(activities=activities)
-    for epoch in range(2):
-        if epoch == 1:
-            prof.start()
-            t0 = time.perf_counter()
-        for x, _ in loader:
-            x = x.to(device)
-            loss = loss_fn(model(x), x)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss.item()
+    prof.start()
+    t0 = time.perf_counter()
+    loop.train_epoch()
     prof.stop()
-    plain_ms = (time.perf_counter() - t0) / len(loader) * 1e3
-    print(f"\nProfile of the plain loop, {len(loader)} steps ({plain_ms:.1f} ms/step under the profiler):")
+    steps_done = len(loop.loader)
+    plain_ms = (time.perf_counter() - t0) / steps_done * 1e3
+    print(f"\nProfile of the plain loop, {steps_done} steps ({plain_ms:.1f} ms/step under the profiler):")
     print(prof.key_averages().table(sort_by=sort, row_limit=rows))
 
     prof = profile(activities=activities)
@@ -178,11 +182,11 @@ def profile_loops(root, dataset: str, splits, steps: int, seed: int, device: tor
 
     config = TrainConfig(epochs=2, train_size=n, seed=seed, dataset=dataset)
     train(config, splits, on_event, device=str(device))
-    engine_ms = (times[1] - times[0]) / len(loader) * 1e3
+    engine_ms = (times[1] - times[0]) / steps_done * 1e3
     note = ""
     if device.type == "cpu" and torch.get_num_threads() >= 2:
         note = "; the engine computes half of each batch on a second thread, whose ops are not listed"
-    print(f"\nProfile of the engine, {len(loader)} steps ({engine_ms:.1f} ms/step under the profiler{note}):")
+    print(f"\nProfile of the engine, {steps_done} steps ({engine_ms:.1f} ms/step under the profiler{note}):")
     print(prof.key_averages().table(sort_by=sort, row_limit=rows))
 
 

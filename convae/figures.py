@@ -222,6 +222,20 @@ def _latent_layout(
     return fig
 
 
+def _class_dots(
+    coords: np.ndarray, labels: np.ndarray, c: int, idx: np.ndarray, name: str, opacity: float, **extra
+) -> go.Scattergl:
+    """The dots `idx` of class c in the latent plane, in the class's colour (one legend entry)."""
+    return go.Scattergl(
+        x=coords[idx, 0],
+        y=_class_rows(coords, labels, c, idx),
+        mode="markers",
+        name=name,
+        marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": opacity},
+        **extra,
+    )
+
+
 def latent_figure(
     coords: np.ndarray,
     labels: np.ndarray,
@@ -238,12 +252,13 @@ def latent_figure(
         idx = np.flatnonzero(labels == c)
         pics = [_blocks(images[i]) for i in idx]
         fig.add_trace(
-            go.Scattergl(
-                x=coords[idx, 0],
-                y=_class_rows(coords, labels, c, idx),
-                mode="markers",
-                name=name,
-                marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.55},
+            _class_dots(
+                coords,
+                labels,
+                c,
+                idx,
+                name,
+                opacity=0.55,
                 # A click selects a dot: mark it, and keep the others as they were (plotly dims them).
                 selected={"marker": {"size": 14, "color": "#111111", "opacity": 1}},
                 unselected={"marker": {"opacity": 0.55}},
@@ -274,16 +289,7 @@ def class_map(
     chosen = np.random.default_rng(0).choice(len(coords), size=min(sample, len(coords)), replace=False)
     for c, name in enumerate(class_names):
         idx = chosen[labels[chosen] == c]
-        fig.add_trace(
-            go.Scattergl(
-                x=coords[idx, 0],
-                y=_class_rows(coords, labels, c, idx),
-                mode="markers",
-                name=name,
-                marker={"size": 4, "color": CLASS_COLOURS[c], "opacity": 0.35},
-                hoverinfo="skip",
-            )
-        )
+        fig.add_trace(_class_dots(coords, labels, c, idx, name, opacity=0.35, hoverinfo="skip"))
     add_class_means(fig, means_2d, class_names)
     return _latent_layout(fig, class_names, coords.shape[1] == 1, axis_titles, height, "class")
 

@@ -156,7 +156,8 @@ def test_events(splits, every_step) -> None:
     assert steps[-1].samples_per_s > 0
 
 
-def test_stop_flag_from_the_callback_stops_within_one_step(splits, every_step) -> None:
+def _stop_after_step_2(splits, engine: str = "eager", **changes) -> list[Progress]:
+    """Train, set the stop flag from the step-2 event, check the run stops there; returns the events."""
     stop = threading.Event()
     events: list[Progress] = []
 
@@ -166,7 +167,12 @@ def test_stop_flag_from_the_callback_stops_within_one_step(splits, every_step) -
             stop.set()
 
     with pytest.raises(TrainingStopped, match=r"epoch 1, step 2"):
-        train(tiny_config(), splits, on_event, stop=stop, device="cpu")
+        train(tiny_config(**changes), splits, on_event, stop=stop, device="cpu", engine=engine)
+    return events
+
+
+def test_stop_flag_from_the_callback_stops_within_one_step(splits, every_step) -> None:
+    events = _stop_after_step_2(splits)
     assert [e.kind for e in events] == ["start", "step", "step"]  # no step after the flag
 
 
@@ -319,16 +325,7 @@ def test_two_thread_engine_is_deterministic_and_matches_one_thread(splits, two_t
 
 
 def test_two_thread_engine_stops_and_detects_non_finite_loss(splits, two_threads, every_step, monkeypatch) -> None:
-    stop = threading.Event()
-    events: list[Progress] = []
-
-    def on_event(p: Progress) -> None:
-        events.append(p)
-        if p.kind == "step" and p.step == 2:
-            stop.set()
-
-    with pytest.raises(TrainingStopped, match=r"epoch 1, step 2"):
-        train(tiny_config(), splits, on_event, stop=stop, device="cpu")
+    _stop_after_step_2(splits)
 
     real = engine.to_float
     calls = {"n": 0}
@@ -389,14 +386,7 @@ def test_graph_engine_reports_images_per_epoch_and_stops(splits, every_step) -> 
     assert [e.epoch for e in ends] == [1, 2] and all(e.step == e.steps_per_epoch == 4 for e in ends)
     assert all(math.isfinite(e.train_loss) and e.samples_per_s > 0 for e in ends)
 
-    stop = threading.Event()
-
-    def on_event(p: Progress) -> None:
-        if p.kind == "step" and p.step == 2:
-            stop.set()
-
-    with pytest.raises(TrainingStopped, match="epoch 1, step 2"):
-        train(tiny_config(train_size=100), splits, on_event, stop=stop, device="cpu", engine="graph")
+    _stop_after_step_2(splits, engine="graph", train_size=100)
 
 
 def test_graph_engine_finds_a_non_finite_loss(splits, monkeypatch: pytest.MonkeyPatch) -> None:
