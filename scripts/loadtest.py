@@ -45,18 +45,12 @@ import psutil
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 from convae.data import make_synthetic  # noqa: E402
 from convae.store import CheckpointError, load_checkpoint  # noqa: E402
 from convae.train import TrainConfig  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 PAGES = {  # navigation title -> (section of the top navigation, heading the page draws)
     "Train": ("The assignment", "Train the auto-encoder"),
     "Reconstructions": ("The assignment", "Reconstructions (Figure 1)"),

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadtest import CHROMIUM, CHROMIUM_ARGS, PROJECT, Server
+from chromium import CHROMIUM, CHROMIUM_ARGS, DATA_TO_SCREEN_JS
+from loadtest import PROJECT, Server
 
 from convae.data import data_root
 
@@ -51,13 +52,6 @@ TYPICAL_DOT_JS = """(cls) => {
     if (dist < bestDist) { bestDist = dist; best = i; }
   }
   return [d.x[best], d.y[best]];
-}"""
-
-# The screen position of a data point (x, y) of the index-th plotly chart on the page.
-DATA_TO_SCREEN_JS = """([index, x, y]) => {
-  const g = document.querySelectorAll('.js-plotly-plot')[index];
-  const fl = g._fullLayout, r = g.getBoundingClientRect();
-  return [r.left + fl.xaxis._offset + fl.xaxis.l2p(x), r.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
 }"""
 
 

@@ -6,6 +6,7 @@ Nothing here reads the real MNIST files or the network: the data are written by
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from convae.train import TrainConfig, TrainResult, train
 # The models here are tiny: one intra-op thread is many times faster than several threads
 # that spin against each other (and against other processes) on a small shared machine.
 torch.set_num_threads(1)
+# the browser test shares scripts/chromium.py with the browser scripts
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 N_TRAIN = 300
 N_VAL = 100  # Figure 1 needs 100 validation images; 10 of each class

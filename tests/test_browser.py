@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from chromium import CHROMIUM, CHROMIUM_ARGS, DATA_TO_SCREEN_JS  # scripts/chromium.py
 
 from convae.data import make_synthetic
 
@@ -33,20 +34,13 @@ pytestmark = pytest.mark.browser
 
 PROJECT = Path(__file__).resolve().parent.parent
 ARTIFACTS = PROJECT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 STEP_MS = 60_000  # limit for one page to react (a loaded two-core machine can be slow)
 TRAIN_S = 240  # limit for the small training to finish
 
 
 def chromium_or_skip() -> str:
     """The Chromium executable; skip without it, but fail under CI, where .ci/run installs it."""
-    path = os.environ.get("CONVAE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    path = os.environ.get("CONVAE_CHROMIUM") or shutil.which("chromium") or CHROMIUM
     problem = None
     if not Path(path).is_file():
         problem = f"Chromium not found ({path}); install Debian's chromium package"
@@ -138,12 +132,6 @@ LOSS_POINTS_JS = """() => {
   return -1;
 }"""
 
-# The screen position of a data point (x, y) of the index-th plotly chart on the page.
-DATA_TO_SCREEN_JS = """([index, x, y]) => {
-  const g = document.querySelectorAll('.js-plotly-plot')[index];
-  const fl = g._fullLayout, r = g.getBoundingClientRect();
-  return [r.left + fl.xaxis._offset + fl.xaxis.l2p(x), r.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
-}"""
 
 # A dot of trace `cls` of the latent scatter that no class-mean star covers: the farthest (on screen) from
 # every star, among the dots inside the plot area.
@@ -203,6 +191,12 @@ def go_to(page, section: str, path: str, heading: str) -> None:
     page.locator('[data-testid="stTopNavSection"]', has_text=section).click()
     page.locator(f'a[data-testid="stTopNavDropdownLink"][href$="/{path}"]').click()
     page.locator("h1", has_text=heading).wait_for(timeout=STEP_MS)
+
+
+def switch(page, timings: dict[str, float], name: str, where: tuple[str, str, str], ready) -> None:
+    """go_to(page, *where), then wait for the locator `ready`; the time taken goes to timings as
+    "switch <name>"."""
+    timed(timings, f"switch {name}", lambda: (go_to(page, *where), ready.wait_for()))
 
 
 def image_src(page, caption: str | re.Pattern) -> str:
@@ -269,25 +263,23 @@ def test_a_class_session_in_chromium(server: str, capsys: pytest.CaptureFixture)
             shoot(page, "train")
 
             # Reconstructions of the new model.
-            timed(
+            switch(
+                page,
                 timings,
-                "switch to Reconstructions",
-                lambda: (
-                    go_to(page, "The assignment", "reconstructions", "Reconstructions (Figure 1)"),
-                    page.get_by_text("Validation MSE (all 10,000 images)").wait_for(),
-                ),
+                "to Reconstructions",
+                ("The assignment", "reconstructions", "Reconstructions (Figure 1)"),
+                page.get_by_text("Validation MSE (all 10,000 images)"),
             )
             expect(page.get_by_text("3 numbers per image")).to_be_visible()
             shoot(page, "reconstructions")
 
             # Latent space: click a dot, see its image, reconstruction and code.
-            timed(
+            switch(
+                page,
                 timings,
-                "switch to Latent space",
-                lambda: (
-                    go_to(page, "The assignment", "latent", "Latent space"),
-                    page.locator(".js-plotly-plot").wait_for(),
-                ),
+                "to Latent space",
+                ("The assignment", "latent", "Latent space"),
+                page.locator(".js-plotly-plot"),
             )
             # A dot of class 0, the one farthest from every class-mean star (a star would take the click).
             x, y = page.evaluate(FREE_DOT_JS, 0)
@@ -297,13 +289,12 @@ def test_a_class_session_in_chromium(server: str, capsys: pytest.CaptureFixture)
             shoot(page, "latent")
 
             # Mixtures: click cell (row 1, column 5), then move α with the keyboard.
-            timed(
+            switch(
+                page,
                 timings,
-                "switch to Mixtures",
-                lambda: (
-                    go_to(page, "The assignment", "mixtures", "Mixtures of classes (Figure 2)"),
-                    page.get_by_text("From 3 to 8").wait_for(),
-                ),
+                "to Mixtures",
+                ("The assignment", "mixtures", "Mixtures of classes (Figure 2)"),
+                page.get_by_text("From 3 to 8"),
             )
             cell = page.evaluate("""() => { const d = document.querySelector('.js-plotly-plot')._fullData[1];
                                            const i = d.customdata.findIndex(c => c[0] === 1 && c[1] === 5);
@@ -320,13 +311,12 @@ def test_a_class_session_in_chromium(server: str, capsys: pytest.CaptureFixture)
             shoot(page, "mixtures")
 
             # Latent walk: click the plane away from its centre; the decoded image changes.
-            timed(
+            switch(
+                page,
                 timings,
-                "switch to Latent walk",
-                lambda: (
-                    go_to(page, "Explore further", "walk", "Walk the latent space"),
-                    page.locator(".js-plotly-plot").wait_for(),
-                ),
+                "to Latent walk",
+                ("Explore further", "walk", "Walk the latent space"),
+                page.locator(".js-plotly-plot"),
             )
             before = image_src(page, re.compile(r"^D\(code at"))
             target = page.evaluate("""() => { const d = document.querySelector('.js-plotly-plot')._fullData
@@ -341,13 +331,12 @@ def test_a_class_session_in_chromium(server: str, capsys: pytest.CaptureFixture)
             shoot(page, "walk")
 
             # Draw a digit: a '7' in one stroke.
-            timed(
+            switch(
+                page,
                 timings,
-                "switch to Draw a digit",
-                lambda: (
-                    go_to(page, "Explore further", "draw", "Draw a digit"),
-                    page.get_by_text("Draw a digit on the black square.").wait_for(),
-                ),
+                "to Draw a digit",
+                ("Explore further", "draw", "Draw a digit"),
+                page.get_by_text("Draw a digit on the black square."),
             )
             box = page.locator("canvas.upper-canvas").bounding_box()
             stroke = [(0.3, 0.2), (0.72, 0.2), (0.45, 0.85)]
@@ -365,24 +354,22 @@ def test_a_class_session_in_chromium(server: str, capsys: pytest.CaptureFixture)
             shoot(page, "draw")
 
             # Compare runs: the new run beside the shipped one.
-            timed(
+            switch(
+                page,
                 timings,
-                "switch to Compare runs",
-                lambda: (
-                    go_to(page, "Explore further", "compare", "Compare runs"),
-                    page.get_by_role("heading", name=re.compile("^Loss curves")).wait_for(),
-                ),
+                "to Compare runs",
+                ("Explore further", "compare", "Compare runs"),
+                page.get_by_role("heading", name=re.compile("^Loss curves")),
             )
             expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
             shoot(page, "compare")
 
-            timed(
+            switch(
+                page,
                 timings,
-                "switch back to Train",
-                lambda: (
-                    go_to(page, "The assignment", "", "Train the auto-encoder"),
-                    page.get_by_text("Done: validation MSE").wait_for(),
-                ),
+                "back to Train",
+                ("The assignment", "", "Train the auto-encoder"),
+                page.get_by_text("Done: validation MSE"),
             )  # this tab's run, finished
             page.wait_for_function(f"({LOSS_POINTS_JS})() >= 0", polling=50, timeout=STEP_MS)  # chart drawn
             assert page.evaluate(LOSS_POINTS_JS) == done_points
