@@ -17,11 +17,7 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -56,70 +52,30 @@ def chromium_or_skip() -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`streamlit run dashboard.py` on a free port, on generated data (1,000 training images, so that
-    the sidebar's "1,000" subset works) and an empty run store; yields its URL."""
+    """`streamlit run dashboard.py` on a free port (scripts/loadtest.py's Server), on generated data
+    (1,000 training images, so that the sidebar's "1,000" subset works) and an empty run store;
+    yields its URL."""
+    from loadtest import Server
+
     chromium_or_skip()
     root = tmp_path_factory.mktemp("e2e")
     make_synthetic(root / "data", n_train=1000, n_val=200)
-    port = free_port()
-    env = {
-        **os.environ,
-        "CONVAE_DATA_DIR": str(root / "data"),
-        "CONVAE_RUNS_DIR": str(root / "runs"),
-        # One intra-op thread: a small model trains many times faster than with threads that
-        # contend with each other (and with the browser) on a small, shared machine.
-        "OMP_NUM_THREADS": "1",
-    }
-    log_path = root / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "dashboard.py",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-            ],
-            cwd=PROJECT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://localhost:{port}"
+    # One intra-op thread: a small model trains many times faster than with threads that contend
+    # with each other (and with the browser) on a small, shared machine.
+    srv = Server(root / "data", root / "runs", root / "server.log", env={"OMP_NUM_THREADS": "1"})
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"The server did not start (exit code {proc.poll()}):\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield url
+        srv.__enter__()
+    except RuntimeError as e:
+        srv.__exit__(None, None, None)
+        pytest.fail(f"The server did not start ({e}):\n{srv.log_path.read_text()[-3000:]}")
+    try:
+        yield srv.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        problems = [line for line in log_path.read_text().splitlines() if "Traceback" in line]
-        assert not problems, f"The server logged an exception:\n{log_path.read_text()[-3000:]}"
+        srv.__exit__(None, None, None)
+    log = srv.log_path.read_text()
+    assert "Traceback" not in log, f"The server logged an exception:\n{log[-3000:]}"
 
 
 # ------------------------------------------------------------------------------- helpers
