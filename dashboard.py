@@ -1,11 +1,11 @@
-"""convae dashboard: `streamlit run dashboard.py`. Navigation, sidebar and shared state live here."""
+"""convae dashboard: `streamlit run dashboard.py`. Navigation, the sidebar and the error guard; the pages
+are in app_pages/, the layer they draw from in ui/."""
 
 import logging
 
 import streamlit as st
-import torch
 
-import ui
+from ui.sidebar import sidebar
 
 st.set_page_config(page_title="convae: an auto-encoder on MNIST", page_icon="🔢", layout="wide")
 _log = logging.getLogger("convae")
@@ -14,7 +14,6 @@ if not _log.handlers:  # once per server process: jobs (queued, running, done...
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     _log.addHandler(_handler)
     _log.setLevel(logging.INFO)
-torch.set_grad_enabled(False)  # pages only evaluate; training threads enable gradients themselves
 
 # Pages live in app_pages/: a folder named pages/ would make Streamlit run a page file on its own
 # (no sidebar, no navigation) for a direct link opened before this script has run once.
@@ -35,7 +34,7 @@ navigation = st.navigation(
     position="top",
 )
 try:
-    ui.sidebar()
+    sidebar()
     navigation.run()
 except Exception as error:  # a page must never show a traceback to the class; the log keeps it
     logging.getLogger("convae").exception("page %r failed", navigation.title)

@@ -1,15 +1,16 @@
 """Latent space page: a 2-D PCA of all 10,000 validation codes E(x), coloured by class."""
 
-import numpy as np
 import streamlit as st
 
-import ui
+from ui import results
+from ui.charts import clicked_point
+from ui.images import image_to_uint8, pixels
+from ui.services import page_context
 
 st.title("Latent space")
-ctx = ui.page_context()
+ctx = page_context()
 if ctx is not None:
-    config, splits, run, a = ctx
-    k = config.k
+    a, k = ctx.analysis, ctx.config.k
     if k > 2:
         ev = a.pca.explained.tolist()
         st.caption(
@@ -28,7 +29,7 @@ if ctx is not None:
             "With K = 1 every image becomes a single number: the x axis is that number, and the classes "
             "are spread on separate rows so that they can be told apart. Stars mark the class means."
         )
-    fig = ui.latent_figure_for(run, a, splits)
+    fig = results.latent_figure_for(ctx.run, ctx.splits)
     # The clicked image beside the plot, not below it, where a projected screen would not show it.
     left, right = st.columns([3, 1], gap="medium")
     with left:
@@ -39,22 +40,19 @@ if ctx is not None:
             selection_mode="points",
             config={"displayModeBar": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]},
         )
-    point = ui.clicked_point(event)
+    point = clicked_point(event)
     with right:
         if point is not None and point.get("customdata") is not None:
-            from convae.analysis import reconstruct
-
             i = int(point["customdata"][0])
-            _, rec, err = reconstruct(run.model, splits.val_images[i : i + 1])
+            _, rec, err = results.reconstruct_digits(ctx.run, ctx.splits, [i])
             c1, c2 = st.columns(2)
             c1.image(
-                ui.image_to_uint8(splits.val_images[i].float() / 255, 6),
+                image_to_uint8(pixels(ctx.splits.val_images[i]), 6),
                 caption=f"image #{i}: {a.classes[a.labels[i]]}",
                 width="stretch",
             )
-            c2.image(ui.image_to_uint8(rec[0], 6), caption=f"its reconstruction (MSE {err[0]:.4f})", width="stretch")
-            z = a.latents[i].numpy()
+            c2.image(image_to_uint8(rec[0], 6), caption=f"its reconstruction (MSE {err[0]:.4f})", width="stretch")
             st.markdown(f"**Its latent code** (K = {k}):")
-            st.code(np.array2string(z, precision=2, max_line_width=30, suppress_small=True))
+            st.code(results.latent_code_text(a, i))
         else:
             st.caption("Click a dot to see the image, its reconstruction and its latent code here.")

@@ -1,17 +1,16 @@
 """Mixtures page (Tasks 7-8, Figure 2): decoded mixtures of class means; click a cell to explore the pair."""
 
-import numpy as np
 import streamlit as st
-import torch
 
-import ui
-from convae.analysis import interpolate
-from convae.figures import clickable_image_grid, figure2_image, png_bytes
+from ui import results
+from ui.charts import clickable_image_grid, clicked_point
+from ui.images import image_row, image_to_uint8
+from ui.services import page_context
 
 st.title("Mixtures of classes (Figure 2)")
-ctx = ui.page_context()
+ctx = page_context()
 if ctx is not None:
-    config, splits, run, a = ctx
+    a = ctx.analysis
     names = list(a.classes)
     st.caption(
         "Each class o has a mean latent code μ_o (Eq. 2, over its validation images). Cell (row a, "
@@ -21,15 +20,11 @@ if ctx is not None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         pair = st.session_state.get("pair", (3, 8))
-        hover = [
-            [f"row {names[i]} × column {names[j]}" + (" (class mean)" if i == j else "") for j in range(10)]
-            for i in range(10)
-        ]
-        fig = clickable_image_grid(a.mixtures.numpy(), names, names, hover, selected=pair)
+        fig = clickable_image_grid(a.mixtures.numpy(), names, names, results.mixture_hover(a), selected=pair)
         event = st.plotly_chart(
             fig, key=f"mix-{pair}", on_select="rerun", selection_mode="points", config={"displayModeBar": False}
         )
-        point = ui.clicked_point(event)
+        point = clicked_point(event)
         if point is not None and point.get("customdata") is not None:
             clicked = tuple(int(v) for v in point["customdata"])
             if clicked != pair:
@@ -37,8 +32,8 @@ if ctx is not None:
                 st.rerun()
         st.download_button(
             "Download Figure 2 (PNG)",
-            png_bytes(figure2_image(a.mixtures, a.classes)),
-            file_name=f"figure2-{config.key()}.png",
+            results.figure2_png(a),
+            file_name=f"figure2-{ctx.config.key()}.png",
             mime="image/png",
         )
     with right:
@@ -53,23 +48,13 @@ if ctx is not None:
             key="alpha",
             help="The decoder draws D((1 - α)·μ_a + α·μ_b). α = 0.5 is the cell of Figure 2.",
         )
-        mid = interpolate(run.model, a.means[o1], a.means[o2], alpha)
+        start, mid, end = results.between(ctx.run, a, pair, [0.0, alpha, 1.0])
         c1, c2, c3 = st.columns(3)
-        c1.image(
-            ui.image_to_uint8(interpolate(run.model, a.means[o1], a.means[o2], 0.0), 5),
-            caption=f"D(μ {names[o1]})",
-            width="stretch",
-        )
-        c2.image(ui.image_to_uint8(mid, 5), caption=f"α = {alpha:.2f}", width="stretch")
-        c3.image(
-            ui.image_to_uint8(interpolate(run.model, a.means[o1], a.means[o2], 1.0), 5),
-            caption=f"D(μ {names[o2]})",
-            width="stretch",
-        )
-        steps = torch.linspace(0, 1, 11).tolist()
-        frames = [ui.image_to_uint8(interpolate(run.model, a.means[o1], a.means[o2], t), 2) for t in steps]
+        c1.image(image_to_uint8(start, 5), caption=f"D(μ {names[o1]})", width="stretch")
+        c2.image(image_to_uint8(mid, 5), caption=f"α = {alpha:.2f}", width="stretch")
+        c3.image(image_to_uint8(end, 5), caption=f"D(μ {names[o2]})", width="stretch")
         st.image(
-            np.concatenate(frames, axis=1),
+            image_row(results.between(ctx.run, a, pair, results.ALPHA_STEPS), 2),
             caption="α = 0, 0.1, …, 1: one class turning into the other",
             width="stretch",
         )

@@ -1,7 +1,7 @@
 """convae: the assignment's convolutional auto-encoder on MNIST, its training engine and analysis.
 
-The core never imports streamlit; the dashboard (dashboard.py, app_pages/) and the command line
-(`python -m convae`) both call it.
+The core never imports streamlit or plotly; the dashboard (dashboard.py, ui/, app_pages/) and the
+command line (`python -m convae`) both call it.
 """
 
 from convae.model import AutoEncoder, Decoder, Encoder

@@ -7,8 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from convae.collapse import ON_COLLAPSE
 from convae.data import DATASETS, DataError, checksum_problems, data_root, ensure_data, load_splits
-from convae.train import ENGINES
+from convae.engines import ENGINES
+from convae.model import SIZE_RANGES
+from convae.train import Collapsed, TrainConfig
 
 
 def _positive_int(text: str) -> int:
@@ -48,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from convae.analysis import class_means, encode
     from convae.store import run_root, save_checkpoint
-    from convae.train import TrainConfig, train
+    from convae.train import train
 
     config = TrainConfig.from_dict(vars(args))  # the options are named as the config's fields
     root = ensure_data(args.data, args.dataset, progress=lambda m: print(m, flush=True))
@@ -80,6 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "loss": f"{p.train_loss:.4f}" if p.train_loss else "-",
             "img/s": f"{p.samples_per_s:,.0f}",
         }
+        if p.kind == "restart":
+            bar.write(f"restart: {p.note}")
         if p.kind == "epoch":
             bar.write(f"epoch {p.epoch:2d}: train loss {p.train_loss:.5f}  validation loss {p.val_loss:.5f}")
         bar.set_postfix(post, refresh=False)
@@ -93,6 +98,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         "config": config.to_dict(),
         "device": result.device,
         "seconds": round(result.seconds, 2),
+        "seed_used": result.history.seed,
+        "mean_init_used": result.history.mean_init,
+        "restarts": [{k: v for k, v in r.items() if k != "vitals"} for r in result.history.restarts],
         "epochs": result.history.epochs,
         "final": {
             "train_loss": result.history.epochs[-1]["train_loss"],
@@ -152,18 +160,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model by the assignment's recipe and write figures")
     data_opts(t)
-    t.add_argument("--q1", type=_positive_int, default=32, help="channels of the first convolution (32)")
-    t.add_argument("--q2", type=_positive_int, default=32, help="channels of the second convolution (32)")
-    t.add_argument("--k", type=_positive_int, default=10, help="latent dimensions (10)")
-    t.add_argument("--epochs", type=_positive_int, default=10)
-    t.add_argument("--lr", type=_learning_rate, default=1e-3, help="Adam learning rate (0.001)")
-    t.add_argument("--batch-size", type=_positive_int, default=32)
+    d = TrainConfig()  # the assignment's defaults: one source for the CLI and the dashboard
+    sizes = (
+        ("q1", "channels of the first convolution"),
+        ("q2", "channels of the second convolution"),
+        ("k", "latent dimensions"),
+    )
+    for name, what in sizes:  # above the range: refused by TrainConfig, in one line naming it and the range
+        lo, hi = SIZE_RANGES[name.upper()]
+        default = getattr(d, name)
+        t.add_argument(f"--{name}", type=_positive_int, default=default, help=f"{what}, {lo} to {hi} ({default})")
+    t.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    t.add_argument("--lr", type=_learning_rate, default=d.lr, help=f"Adam learning rate ({d.lr:g})")
+    t.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
     t.add_argument("--train-size", type=_positive_int, default=None, help="use only the first N training images")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument(
         "--mean-init",
         action="store_true",
         help="not the assignment's: start the output at the mean pixel (avoids blank models)",
+    )
+    t.add_argument(
+        "--on-collapse",
+        choices=ON_COLLAPSE,
+        default=d.on_collapse,
+        help="when the run collapses into blank images in its first steps: restart with the next seed, same "
+        f"recipe (default; recorded in metrics.json), stop, or continue ({d.on_collapse})",
     )
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
     t.add_argument(
@@ -211,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ValueError, OSError) as e:
+    except (DataError, ValueError, OSError, Collapsed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -149,8 +149,13 @@ def mnist_like(canvas: torch.Tensor) -> torch.Tensor:
 
 
 def blank_mse(images: torch.Tensor) -> float:
-    """The MSE of an all-black output on uint8 images: what a model that learned nothing scores."""
-    return images.to(torch.float64).div(255).pow(2).mean().item()
+    """The MSE of an all-black output on uint8 images: what a model that learned nothing scores.
+
+    Counted from a histogram of the 256 pixel values, so that 47 million training pixels need no
+    float copy."""
+    counts = torch.bincount(images.flatten(), minlength=256).to(torch.float64)
+    values = torch.arange(256, dtype=torch.float64) / 255
+    return float((counts * values**2).sum() / counts.sum())
 
 
 def learned_nothing(val_loss: float, blank: float) -> bool:

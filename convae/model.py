@@ -21,19 +21,46 @@ IMAGE_SIZE = 28
 BOTTLENECK = 7  # 28 -> 14 -> 7 after two stride-2 convolutions
 
 
+# The one table of allowed sizes: the sliders, the command line, the address bar and checkpoint files
+# all check against it, before any memory is spent on a model.
+SIZE_RANGES: dict[str, tuple[int, int]] = {"Q1": (1, 128), "Q2": (1, 128), "K": (1, 64)}
+
+
 def check_sizes(q1: object, q2: object, k: object) -> tuple[int, int, int]:
-    """Return (Q1, Q2, K) as ints, or raise ValueError naming the bad parameter."""
+    """Return (Q1, Q2, K) as ints, or raise ValueError naming the bad parameter and its allowed range."""
     out = []
     for name, value in (("Q1", q1), ("Q2", q2), ("K", k)):
+        lo, hi = SIZE_RANGES[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ValueError(
-                f"{name} must be a positive integer (a number of channels or latent "
+                f"{name} must be a whole number from {lo} to {hi} (a number of channels or latent "
                 f"dimensions), got {value!r} of type {type(value).__name__}."
             )
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}. Use 1 or more.")
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be from {lo} to {hi}, got {value}.")
         out.append(int(value))
     return out[0], out[1], out[2]
+
+
+def state_dict_shapes(q1: object, q2: object, k: object) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor of AutoEncoder(Q1, Q2, K).state_dict(), in order, worked out
+    without building the model: a checkpoint's tensors are checked against it before memory is spent."""
+    Q1, Q2, K = check_sizes(q1, q2, k)
+    flat = Q2 * BOTTLENECK * BOTTLENECK
+    return {
+        "encoder.net.0.weight": (Q1, 1, 5, 5),  # Conv2d weights are (out, in, kH, kW)
+        "encoder.net.0.bias": (Q1,),
+        "encoder.net.2.weight": (Q2, Q1, 5, 5),
+        "encoder.net.2.bias": (Q2,),
+        "encoder.net.5.weight": (K, flat),  # Linear weights are (out, in)
+        "encoder.net.5.bias": (K,),
+        "decoder.net.0.weight": (flat, K),
+        "decoder.net.0.bias": (flat,),
+        "decoder.net.3.weight": (Q2, Q1, 5, 5),  # ConvTranspose2d weights are (in, out, kH, kW)
+        "decoder.net.3.bias": (Q1,),
+        "decoder.net.5.weight": (Q1, 1, 5, 5),
+        "decoder.net.5.bias": (1,),
+    }
 
 
 class Encoder(nn.Module):

@@ -1,8 +1,9 @@
 """Trained models on disk: one checkpoint file per run, written atomically, read safely.
 
 A checkpoint holds the state dict, the config, the loss history and the class means (Eq. 2) in one
-file. It is always read with `torch.load(weights_only=True)`, which refuses to run code, and its
-tensors are checked against the architecture its config names before a model is built.
+file. It is always read with `torch.load(weights_only=True)`, which refuses to run code. Before
+anything is built, its size on disk, its config's Q1, Q2 and K (convae.model.SIZE_RANGES) and its
+tensors' shapes are checked, so a file naming a huge model costs no more than a normal one.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from pathlib import Path
 import torch
 
 from convae.data import PROJECT_DIR
-from convae.model import AutoEncoder
+from convae.model import AutoEncoder, state_dict_shapes
 from convae.train import History, TrainConfig, TrainResult
 
 FORMAT = "convae-checkpoint"
 VERSION = 1
 SHIPPED_DIR = PROJECT_DIR / "models"  # checkpoints that ship with the project (read-only)
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# The largest allowed model (Q1 = Q2 = 128, K = 64) saves to about 7 MB; anything far larger is refused unread.
+MAX_CHECKPOINT_BYTES = 50 * 1024 * 1024
 
 
 class CheckpointError(ValueError):
@@ -103,27 +105,31 @@ def _from_dict(ckpt: object, where: str) -> StoredRun:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{where} is not a convae checkpoint (no '{FORMAT}' marker). Train a model instead.")
     try:
-        config = TrainConfig.from_dict(ckpt["config"])
-        model = AutoEncoder(config.q1, config.q2, config.k)
-        expected = model.state_dict()
+        raw = ckpt["config"]
+        try:
+            expected = state_dict_shapes(raw["q1"], raw["q2"], raw["k"])
+        except ValueError as e:
+            raise CheckpointError(f"{where} was refused: {e} Train the model again with allowed sizes.") from None
+        config = TrainConfig.from_dict(raw)
         state = ckpt["state_dict"]
         wrong = [
-            f"{name}: {tuple(state[name].shape) if name in state else 'missing'} (expected {tuple(t.shape)})"
-            for name, t in expected.items()
-            if name not in state or tuple(state[name].shape) != tuple(t.shape)
+            f"{name}: {tuple(state[name].shape) if name in state else 'missing'} (expected {shape})"
+            for name, shape in expected.items()
+            if name not in state or tuple(state[name].shape) != shape
         ]
         if wrong or set(state) != set(expected):
             raise CheckpointError(
                 f"{where} does not fit the architecture its config names (Q1={config.q1}, Q2={config.q2}, "
                 f"K={config.k}): {'; '.join(wrong[:3]) or 'unexpected tensors'}. It was made by other code."
             )
-        model.load_state_dict(state)
         means = ckpt["class_means"]
         if tuple(means.shape) != (10, config.k):
             raise CheckpointError(f"{where}: class means have shape {tuple(means.shape)}, expected (10, {config.k}).")
         history = History.from_dict(ckpt["history"])
         if not history.epochs:
             raise CheckpointError(f"{where} holds no finished epoch.")
+        model = AutoEncoder(config.q1, config.q2, config.k)  # only now: sizes and shapes are known to fit
+        model.load_state_dict(state)
         return StoredRun(
             config,
             model.eval(),
@@ -158,12 +164,16 @@ def load_checkpoint(source: Path | bytes, name: str | None = None) -> StoredRun:
     """Read a checkpoint file (or its bytes) safely; CheckpointError says what is wrong with it."""
     where = name or (str(source) if not isinstance(source, bytes) else "the uploaded file")
     try:
-        if isinstance(source, bytes):
-            if len(source) > MAX_UPLOAD_BYTES:
-                raise CheckpointError(f"{where} is {len(source) / 2**20:.0f} MiB; the limit is 50 MiB.")
-            ckpt = torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
-        else:
-            ckpt = torch.load(source, map_location="cpu", weights_only=True)
+        size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+        if size > MAX_CHECKPOINT_BYTES:
+            limit = MAX_CHECKPOINT_BYTES / 2**20
+            raise CheckpointError(
+                f"{where} was refused unread: it is {size / 2**20:,.1f} MiB and the limit is {limit:.1f} MiB "
+                "(a checkpoint of the largest allowed model is under 10 MiB)."
+            )
+        ckpt = torch.load(
+            io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu", weights_only=True
+        )
     except CheckpointError:
         raise
     except FileNotFoundError:

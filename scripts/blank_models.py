@@ -1,19 +1,14 @@
 """How often does a model come out blank (the output sigmoid saturated at 0), with and without the
 opt-in mean-brightness start? Trains K = 2 and K = 32 for one epoch on 10,000 MNIST images, seeds 0-3.
 
-    .venv/bin/python scripts/blank_models.py
+    .venv/bin/python -m scripts.blank_models
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from convae.analysis import blank_mse, learned_nothing  # noqa: E402
-from convae.data import ensure_data, load_splits  # noqa: E402
-from convae.train import TrainConfig, train  # noqa: E402
+from convae.analysis import blank_mse, learned_nothing
+from convae.data import ensure_data, load_splits
+from convae.train import TrainConfig, train
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """How quickly the dashboard answers, with the real data and the shipped model (one browser tab).
 
-    .venv/bin/python scripts/responsiveness.py
+    .venv/bin/python -m scripts.responsiveness        # from the repository root
 
 Starts the dashboard on a free localhost port (the project's data/ when it holds MNIST, else small
 synthetic data; a fresh runs folder, so the model shown is the shipped one in models/mnist-seed/)
@@ -29,11 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadtest import PAGES, PROJECT, Server, click_page_link, close_session, launch, log_problems, open_session, sidebar
-
-from convae.data import check_files, make_synthetic
+from convae.data import check_files
 from convae.store import RunStore
+from convae.synthetic import make_synthetic
 from convae.train import TrainConfig
+from tests.support.chromium import launch
+from tests.support.pages import PAGES, click_page_link, close_session, open_session, sidebar
+from tests.support.server import PROJECT, Server, log_problems
 
 TARGETS = {"train_to_first_point": 1.0, "page_switch": 1.0, "latent_page": 1.5, "rss_gib": 1.5}
 ROUNDS = 2  # page-switch rounds after the first visits
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if shipped is None or not shipped.shipped:
         print("No shipped model for the default configuration (models/mnist-seed/): run `make seed` first.")
         return 2
-    val_points = 10000 if real else 10000
+    val_points = 10000  # MNIST's validation images, and as many synthetic ones
     keep = args.keep
     try:
         with Server(data_dir, tmp / "runs", tmp / "server.log") as server:

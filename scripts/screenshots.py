@@ -1,7 +1,9 @@
 """Screenshots of every dashboard page for the README, on the real data and the shipped model.
 
-    .venv/bin/python scripts/screenshots.py                  # writes docs/screenshots/<page>.png
-    .venv/bin/python scripts/screenshots.py --out /tmp/shots --no-extra-runs
+    .venv/bin/python -m scripts.screenshots                  # writes docs/screenshots/<page>.png
+    .venv/bin/python -m scripts.screenshots --out /tmp/shots --no-extra-runs
+
+(from the repository root.)
 
 Starts `streamlit run dashboard.py` on a free localhost port (data from data/ or $CONVAE_DATA_DIR;
 a fresh, temporary run store, so that only the shipped model and the runs made here appear), opens
@@ -23,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, DATA_TO_SCREEN_JS
-from loadtest import PROJECT, Server
-
 from convae.data import data_root
+from tests.support.chromium import CHROMIUM_ARGS, DATA_TO_SCREEN_JS, chromium_path, missing_browser
+from tests.support.server import PROJECT, Server
 
 WAIT_MS = 120_000
 # Quick demos beside the shipped K = 10 model. (With seed 0 and 1,000 images, K = 2, 3, 4, 6 and 32 stay
@@ -113,8 +114,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=PROJECT / "docs" / "screenshots")
     parser.add_argument("--no-extra-runs", action="store_true", help="do not train the two quick demo runs")
     args = parser.parse_args()
-    if not Path(CHROMIUM).is_file():
-        raise SystemExit(f"{CHROMIUM} not found: install Debian's chromium package.")
+    problem = missing_browser()
+    if problem:
+        raise SystemExit(f"{problem}.")
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,7 @@ def main() -> None:
             train_extra_runs(runs)
         with Server(data_root(), runs, Path(tmp) / "server.log") as server, sync_playwright() as p:
             url = server.url
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.set_default_timeout(WAIT_MS)
 

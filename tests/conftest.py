@@ -1,26 +1,24 @@
 """Shared fixtures: a small generated MNIST-format data set and a tiny model trained on it.
 
 Nothing here reads the real MNIST files or the network: the data are written by
-`convae.data.make_synthetic` into pytest's temporary folders.
+`convae.synthetic.make_synthetic` into pytest's temporary folders.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from convae.analysis import class_means, encode
-from convae.data import load_splits, make_synthetic
+from convae.data import load_splits
+from convae.synthetic import make_synthetic
 from convae.train import TrainConfig, TrainResult, train
 
 # The models here are tiny: one intra-op thread is many times faster than several threads
 # that spin against each other (and against other processes) on a small shared machine.
 torch.set_num_threads(1)
-# the browser test shares scripts/chromium.py with the browser scripts
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 N_TRAIN = 300
 N_VAL = 100  # Figure 1 needs 100 validation images; 10 of each class

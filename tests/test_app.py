@@ -9,7 +9,7 @@ state, as the browser component would send it).
 The pages live in `app_pages/`, not `pages/`: a `pages/` folder beside the entry point would make
 Streamlit run a page file on its own (no sidebar, no navigation) until dashboard.py has run once.
 The sidebar is checked on first runs (state set beforehand), and the pages read the config from
-session state through `ui.selected_config()`. The browser test
+session state through `ui.state.selected_config()`. The browser test
 (test_browser.py) covers what AppTest cannot: clicks on charts, the canvas, the live chart.
 """
 
@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 import streamlit as st
 import torch
-from conftest import tiny_config
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
@@ -30,6 +29,7 @@ from convae.analysis import class_means, encode
 from convae.data import load_splits
 from convae.store import SHIPPED_DIR, RunStore
 from convae.train import TrainConfig, train
+from tests.conftest import tiny_config
 
 PROJECT = Path(__file__).resolve().parent.parent
 DASHBOARD = str(PROJECT / "dashboard.py")
@@ -48,7 +48,7 @@ NO_MODEL = "No model for this configuration yet"
 
 @pytest.fixture
 def app_env(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Synthetic data, an empty run store, and fresh `st.cache_resource` objects (`ui.services()`
+    """Synthetic data, an empty run store, and fresh `st.cache_resource` objects (`ui.services.services()`
     reads CONVAE_DATA_DIR and CONVAE_RUNS_DIR when it is first created)."""
     monkeypatch.setenv("CONVAE_DATA_DIR", str(data_root))
     st.cache_resource.clear()
@@ -86,7 +86,8 @@ def shipped(app_env: Path) -> None:
 # ----------------------------------------------------------------------------------- sidebar
 
 
-def test_sidebar_has_every_control(app_env: Path) -> None:
+@pytest.mark.usefixtures("app_env")
+def test_sidebar_has_every_control() -> None:
     at = open_page("dashboard.py")
     assert_clean(at)
     sliders = {s.label.split(":")[0]: s for s in at.sidebar.slider}
@@ -94,7 +95,15 @@ def test_sidebar_has_every_control(app_env: Path) -> None:
     assert (sliders["Q1"].value, sliders["Q2"].value, sliders["K"].value, sliders["Epochs"].value) == (32, 32, 10, 10)
     assert [s.label for s in at.sidebar.select_slider] == ["Learning rate (Adam)"]
     assert at.sidebar.select_slider[0].value == 1e-3
-    assert [s.label for s in at.sidebar.selectbox] == ["Data set", "Batch size", "Training images"]
+    assert [s.label for s in at.sidebar.selectbox] == [
+        "Data set",
+        "Training settings",
+        "Batch size",
+        "Training images",
+        "If the model collapses into blank images",
+    ]
+    assert at.sidebar.selectbox(key="preset").value == "assignment"
+    assert at.sidebar.selectbox(key="on_collapse").value == "restart"
     assert [n.label for n in at.sidebar.number_input] == ["Seed"]
     buttons = {b.key: b for b in at.sidebar.button}
     assert buttons["train_button"].label in ("Train", "Retrain")
@@ -102,7 +111,35 @@ def test_sidebar_has_every_control(app_env: Path) -> None:
     assert buttons["stop_button"].disabled  # nothing is training
 
 
-def test_sidebar_marks_a_config_that_is_not_the_assignments(app_env: Path) -> None:
+@pytest.mark.usefixtures("app_env")
+def test_a_preset_sets_the_training_settings_and_custom_values_show_as_custom() -> None:
+    at = open_page("dashboard.py", k=5)
+    at.sidebar.selectbox(key="preset").select("quick").run()
+    assert_clean(at)
+    assert at.sidebar.slider(key="epochs").value == 1
+    assert at.sidebar.selectbox(key="batch_size").value == 128
+    assert at.sidebar.select_slider(key="lr").value == 3e-3
+    assert at.sidebar.checkbox(key="mean_init").value is True
+    assert at.sidebar.slider(key="k").value == 5  # the architecture stays the user's
+    assert any("Not the assignment's recipe" in c for c in texts(at.sidebar.caption))
+    at.sidebar.slider(key="epochs").set_value(2).run()
+    assert at.sidebar.selectbox(key="preset").value == "custom"
+    at.sidebar.selectbox(key="preset").select("assignment").run()
+    assert (at.sidebar.slider(key="epochs").value, at.sidebar.selectbox(key="batch_size").value) == (10, 32)
+    assert at.sidebar.checkbox(key="mean_init").value is False
+
+
+@pytest.mark.usefixtures("app_env")
+def test_the_collapse_choice_reaches_the_job_and_the_address() -> None:
+    at = open_page("dashboard.py")
+    at.sidebar.selectbox(key="on_collapse").select("continue").run()
+    assert_clean(at)
+    assert at.session_state["on_collapse"] == "continue"
+    assert "continue" in str(at.query_params.get("on_collapse"))
+
+
+@pytest.mark.usefixtures("app_env")
+def test_sidebar_marks_a_config_that_is_not_the_assignments() -> None:
     at = open_page("dashboard.py", k=3, batch_size=128)
     assert_clean(at)
     assert any("Not the assignment's recipe" in c for c in texts(at.sidebar.caption))
@@ -118,8 +155,9 @@ def test_sidebar_marks_a_config_that_is_not_the_assignments(app_env: Path) -> No
 # ---------------------------------------------------------------------------------- pages
 
 
+@pytest.mark.usefixtures("shipped")
 @pytest.mark.parametrize("page", ALL_PAGES)
-def test_page_with_the_shipped_model(shipped: None, page: str) -> None:
+def test_page_with_the_shipped_model(page: str) -> None:
     at = open_page(page)
     assert_clean(at)
     assert not any(NO_MODEL in i for i in texts(at.info))
@@ -151,8 +189,9 @@ def test_page_with_the_shipped_model(shipped: None, page: str) -> None:
         assert sorted(table["data set"]) == ["fashion-mnist", "mnist"]  # both shipped seed models
 
 
+@pytest.mark.usefixtures("app_env")
 @pytest.mark.parametrize("page", ALL_PAGES)
-def test_page_without_a_model(app_env: Path, page: str) -> None:
+def test_page_without_a_model(page: str) -> None:
     at = open_page(page, k=3)  # no run has K = 3
     assert_clean(at)
     infos = texts(at.info)
@@ -167,7 +206,7 @@ def test_page_without_a_model(app_env: Path, page: str) -> None:
 
 
 def test_train_button_trains_and_the_pages_show_the_new_model(app_env: Path) -> None:
-    import ui  # the module object the app imports, so the same cached services
+    from ui.services import services  # the function the app calls, so the same cached services
 
     small = {"q1": 4, "q2": 4, "k": 2, "epochs": 1, "mean_init": True}  # learns in one epoch
     at = open_page("dashboard.py", **small)
@@ -176,7 +215,7 @@ def test_train_button_trains_and_the_pages_show_the_new_model(app_env: Path) -> 
 
     at.button(key="train_button").click().run()
     assert_clean(at)
-    view = ui.services().jobs.wait(at.session_state["job_id"], timeout=120)
+    view = services().jobs.wait(at.session_state["job_id"], timeout=120)
     assert view is not None and view.state == "done", view and (view.state, view.error)
     assert view.config == TrainConfig(q1=4, q2=4, k=2, epochs=1, mean_init=True)
     assert (app_env / f"{view.config.key()}.pt").is_file()
@@ -244,7 +283,8 @@ def test_pages_draw_a_one_or_two_number_latent_code(small_k_runs: dict[int, Trai
         assert at.slider[0].key == "grid_n"
 
 
-def test_mixtures_pair_and_alpha(shipped: None) -> None:
+@pytest.mark.usefixtures("shipped")
+def test_mixtures_pair_and_alpha() -> None:
     at = open_page("app_pages/mixtures.py", pair=(1, 5))
     assert_clean(at)
     assert texts(at.subheader)[0] == "From 1 to 5"
@@ -271,7 +311,8 @@ def drawing_data_url(points: list[tuple[int, int]]) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def test_draw_page_reads_a_drawing(shipped: None) -> None:
+@pytest.mark.usefixtures("shipped")
+def test_draw_page_reads_a_drawing() -> None:
     at = open_page("app_pages/draw.py")
     assert_clean(at)
     key = canvas(at).key
@@ -311,3 +352,32 @@ def test_a_model_that_learned_nothing_is_called_out(app_env: Path, data_root: Pa
     at.switch_page("app_pages/reconstructions.py").run()
     assert_clean(at)
     assert any("blank images" in w and "seed" in w for w in texts(at.warning))
+
+
+def test_a_restarted_run_says_so_and_explains_the_collapse(app_env: Path, data_root: Path, monkeypatch) -> None:
+    """A run whose first seed collapsed: the Train page names the restart, marks the chart, and explains
+    the collapse with the readings of the collapsed start against the one that learned."""
+    import convae.train as engine
+    from convae.collapse import CollapseWatch
+
+    made = []
+
+    def first_collapses(blank: float) -> CollapseWatch:
+        watch = CollapseWatch(blank)
+        made.append(watch)
+        if len(made) == 1:
+            watch.update = lambda v: watch.readings.append(v) or True
+        return watch
+
+    monkeypatch.setattr(engine, "CollapseWatch", first_collapses)
+    splits = load_splits(data_root)
+    config = tiny_config(k=3, train_size=None, epochs=5)  # 300 images, batch 32: step 50 ends epoch 5
+    result = train(config, splits, device="cpu")
+    RunStore(app_env, shipped=None).save(
+        result, class_means(encode(result.model, splits.val_images), splits.val_labels)
+    )
+    at = open_page("dashboard.py", **config_state(config))
+    assert_clean(at)
+    assert any("Restarted: seed 0 collapsed at step 50" in i and "seed 1" in i for i in texts(at.info))
+    assert [e.label for e in at.expander if e.label == "Why did it collapse?"]
+    assert any("sigmoid" in m for m in texts(at.markdown))

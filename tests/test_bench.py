@@ -54,3 +54,15 @@ def test_a_failing_engine_does_not_cost_the_others_figures(
     assert "engine graph failed: RuntimeError: CUDA error: operation not permitted" in out
     assert re.search(r"^engine / plain, training samples/s: [\d,]+ / [\d,]+ = \d+\.\d\dx$", out, re.M)
     assert "\nengine graph: failed (RuntimeError: CUDA error" in out
+
+
+def test_bench_checks_engine_names_before_any_work(tmp_path: Path) -> None:
+    """Called as a library (no argparse choices), an unknown engine is refused before data are looked for."""
+    import argparse
+
+    import convae.bench as bench
+
+    args = argparse.Namespace(data=str(tmp_path / "no-data"), dataset="mnist", device="cpu", engine=["eager", "turbo"])
+    with pytest.raises(ValueError, match=r"^engine must be one of eager, graph, .*got 'turbo'\.$"):
+        bench.main(args)
+    assert not (tmp_path / "no-data").exists()

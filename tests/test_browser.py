@@ -16,17 +16,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from chromium import CHROMIUM, CHROMIUM_ARGS, DATA_TO_SCREEN_JS  # scripts/chromium.py
 
-from convae.data import make_synthetic
+from convae.synthetic import make_synthetic
+from tests.support.chromium import CHROMIUM_ARGS, DATA_TO_SCREEN_JS, chromium_path, missing_browser
+from tests.support.server import Server
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PROJECT = Path(__file__).resolve().parent.parent
 ARTIFACTS = PROJECT / "test-artifacts"
@@ -36,29 +36,19 @@ TRAIN_S = 240  # limit for the small training to finish
 
 def chromium_or_skip() -> str:
     """The Chromium executable; skip without it, but fail under CI, where .ci/run installs it."""
-    path = os.environ.get("CONVAE_CHROMIUM") or shutil.which("chromium") or CHROMIUM
-    problem = None
-    if not Path(path).is_file():
-        problem = f"Chromium not found ({path}); install Debian's chromium package"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is not installed (pip install -r requirements.txt)"
+    problem = missing_browser()
     if problem:
         if os.environ.get("CI"):
             pytest.fail(f"{problem}: CI is set, so the browser test must run.")
         pytest.skip(problem)
-    return path
+    return chromium_path()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`streamlit run dashboard.py` on a free port (scripts/loadtest.py's Server), on generated data
+    """`streamlit run dashboard.py` on a free port (tests.support.server), on generated data
     (1,000 training images, so that the sidebar's "1,000" subset works) and an empty run store;
     yields its URL."""
-    from loadtest import Server
-
     chromium_or_skip()
     root = tmp_path_factory.mktemp("e2e")
     make_synthetic(root / "data", n_train=1000, n_val=200)

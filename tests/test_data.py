@@ -27,11 +27,10 @@ from convae.data import (
     dataset_info,
     ensure_data,
     load_splits,
-    make_synthetic,
     sha256_of,
     to_float,
-    write_idx,
 )
+from convae.synthetic import make_synthetic, write_idx
 
 pytestmark = pytest.mark.usefixtures("isolated_dirs")
 
@@ -66,7 +65,7 @@ class Sources:
         monkeypatch.setattr(data, "_from_npm", self._off)
         monkeypatch.setattr(data, "_from_debian", self._off)
 
-    def _tv(self, root: Path, info: data.DatasetInfo, stage: Path) -> dict[str, Path]:
+    def _tv(self, _info: data.DatasetInfo, stage: Path) -> dict[str, Path]:
         self.calls.append("torchvision")
         if self.torchvision is None:
             raise OSError("no network in the tests (torchvision)")
@@ -321,7 +320,7 @@ def test_ensure_data_with_all_sources_failing(
 def test_ensure_data_refuses_files_with_wrong_checksum(tmp_path: Path, sources: Sources) -> None:
     fake = small_root(tmp_path / "fake")  # structurally valid, but not the published data
 
-    def serve(stage: Path) -> dict[str, Path]:
+    def serve(_stage: Path) -> dict[str, Path]:
         return {name: raw_dir(fake) / name for name in FILE_NAMES}
 
     sources.torchvision = serve
@@ -357,7 +356,7 @@ def test_ensure_data_installs_verified_files(tmp_path: Path, sources: Sources, m
 def test_ensure_data_falls_back_to_the_offline_source(tmp_path: Path, sources: Sources, monkeypatch) -> None:
     good = small_root(tmp_path / "published", seed=7)
     publish(monkeypatch, raw_dir(good))
-    sources.offline = lambda stage: {name: raw_dir(good) / name for name in FILE_NAMES}
+    sources.offline = lambda _stage: {name: raw_dir(good) / name for name in FILE_NAMES}
     messages: list[str] = []
     root = tmp_path / "root"
     ensure_data(root, progress=messages.append)
@@ -369,9 +368,9 @@ def test_ensure_data_falls_back_to_the_offline_source(tmp_path: Path, sources: S
 def test_interrupted_copy_leaves_no_partial_file(tmp_path: Path, sources: Sources, monkeypatch) -> None:
     good = small_root(tmp_path / "published", seed=7)
     publish(monkeypatch, raw_dir(good))
-    sources.torchvision = lambda stage: {name: raw_dir(good) / name for name in FILE_NAMES}
+    sources.torchvision = lambda _stage: {name: raw_dir(good) / name for name in FILE_NAMES}
 
-    def broken_copy(src, dst, *args, **kwargs):
+    def broken_copy(src, dst, *_args, **_kwargs):
         Path(dst).write_bytes(Path(src).read_bytes()[:100])
         raise OSError(28, "No space left on device")
 
@@ -396,7 +395,7 @@ def test_verify_repairs_a_mismatching_file(tmp_path: Path, sources: Sources, mon
     assert ensure_data(root) == root  # without verify, structurally valid files are used as they are
     assert sources.calls == []
 
-    def serve(stage: Path) -> dict[str, Path]:
+    def serve(_stage: Path) -> dict[str, Path]:
         return {name: raw_dir(good) / name for name in FILE_NAMES}
 
     sources.torchvision = serve
@@ -421,6 +420,7 @@ def test_failed_repair_keeps_the_usable_files(tmp_path: Path, sources: Sources) 
     with pytest.raises(DataError, match="SHA-256"):
         ensure_data(root, verify=True)
     assert snapshot(raw_dir(root)) == before
+    assert sources.calls == ["torchvision", "offline"]  # both were tried, both failed
 
 
 def test_root_that_is_a_file(tmp_path: Path, sources: Sources) -> None:

@@ -6,20 +6,23 @@ that the order of events is under the test's control; two tests run the real eng
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
+import torch
 
 import convae.jobs as jobs
 import convae.train as engine
+from convae.analysis import class_means, encode
 from convae.jobs import JobManager, JobState, default_concurrency
 from convae.model import AutoEncoder
 from convae.store import RunStore
 from convae.train import History, NonFiniteLoss, Progress, TrainConfig, TrainingStopped, TrainResult
+from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.usefixtures("isolated_dirs")
 
@@ -62,7 +65,7 @@ class FakeTrain:
     def wait_started(self, config: TrainConfig, times: int = 1) -> None:
         assert wait_until(lambda: self.starts(config) >= times), f"{config.key()} never started"
 
-    def __call__(self, config, splits, on_event=None, stop=None, device="auto") -> TrainResult:
+    def __call__(self, config, _splits, on_event=None, stop=None, _device="auto") -> TrainResult:
         emit = on_event or (lambda _p: None)
         with self.lock:
             self.started.append(config)
@@ -99,7 +102,8 @@ def make_manager(tmp_path: Path, data_root: Path, fake: FakeTrain):
 
     def make(**kwargs) -> JobManager:
         kwargs.setdefault("max_concurrent", 1)
-        mgr = JobManager(RunStore(tmp_path / "runs", shipped=None), data_dir=data_root, device="cpu", **kwargs)
+        kwargs.setdefault("device", "cpu")
+        mgr = JobManager(RunStore(tmp_path / "runs", shipped=None), data_dir=data_root, **kwargs)
         managers.append(mgr)
         return mgr
 
@@ -136,8 +140,9 @@ def test_fifo_order_and_one_at_a_time(make_manager, fake: FakeTrain) -> None:
     assert fake.max_running == 1
 
 
-def test_concurrency_limit_of_two(make_manager, fake: FakeTrain) -> None:
-    mgr = make_manager(max_concurrent=2)
+def test_concurrency_limit_of_two_on_a_gpu(make_manager, fake: FakeTrain) -> None:
+    mgr = make_manager(max_concurrent=2, device="cuda")  # the fake trains nowhere: no GPU needed
+    assert mgr.max_concurrent == 2
     a, b, c = cfg(1), cfg(2), cfg(3)
     ids = [mgr.submit(x) for x in (a, b, c)]
     fake.wait_started(a)
@@ -150,6 +155,28 @@ def test_concurrency_limit_of_two(make_manager, fake: FakeTrain) -> None:
     fake.release(c)
     assert [mgr.wait(i, WAIT_S).state for i in ids] == [JobState.DONE] * 3
     assert fake.max_running == 2
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_cpu_jobs_run_one_at_a_time_whatever_is_asked(
+    make_manager, fake: FakeTrain, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """A CPU run sets torch's intra-op thread count; two at once would change each other's results."""
+    monkeypatch.setattr(jobs, "pick_device", lambda _requested: torch.device("cpu"))  # "auto" finds no GPU
+    monkeypatch.setenv("CONVAE_MAX_JOBS", "3")
+    with caplog.at_level(logging.WARNING, logger="convae.jobs"):
+        mgr = make_manager(max_concurrent=None, device=device)
+    assert mgr.max_concurrent == 1
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "convae.jobs"]
+    assert "CPU training jobs run one at a time, not 3 as asked" in line and "thread count" in line
+    a, b = cfg(1), cfg(2)
+    ids = [mgr.submit(a), mgr.submit(b)]
+    fake.wait_started(a)
+    assert mgr.snapshot(ids[1]).state is JobState.QUEUED
+    fake.release(a)
+    fake.release(b)
+    assert [mgr.wait(i, WAIT_S).state for i in ids] == [JobState.DONE] * 2
+    assert fake.max_running == 1
 
 
 def test_same_config_twice_is_one_job(make_manager, fake: FakeTrain) -> None:
@@ -346,7 +373,10 @@ def test_real_job_ends_with_its_run_in_the_store(real_manager: JobManager, tmp_p
     assert len(view.epochs) == 1 and view.epochs[0]["val_loss"] > 0
     assert view.latest.kind == "done"
     assert view.preview is not None and view.preview.shape == (10, 28, 28)
-    assert view.run.class_means.shape == (10, config.k)
+    # the class means saved with the run are Eq. 2 of the saved model on the validation set
+    recomputed = class_means(encode(view.run.model, splits.val_images), splits.val_labels)
+    torch.testing.assert_close(view.run.class_means, recomputed, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(recomputed[0], recomputed[1])  # distinct classes, not one repeated row
     runs, problems = RunStore(tmp_path / "runs", shipped=None).scan()  # visible after a restart too
     assert problems == [] and [r.config for r in runs] == [config]
 

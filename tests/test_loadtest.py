@@ -1,45 +1,73 @@
-"""The load test's quick version in CI: three browser sessions train at once against a real server.
+"""The load test's quick version: three browser sessions train at once against a real server.
 
-scripts/loadtest.py --quick starts the dashboard on synthetic data, and in Chromium: one session
-trains and presses Stop while its job runs, two sessions ask for the same configuration (one
+`python -m scripts.loadtest --quick` starts the dashboard on synthetic data, and in Chromium: one
+session trains and presses Stop while its job runs, two sessions ask for the same configuration (one
 double-clicks Train) and must share one job, and every session switches pages while the jobs run.
-It exits non-zero when a job ends otherwise than asked, a page switch takes over 3 s, the server
-logs an error, or the runs folder does not hold exactly one loadable checkpoint per finished job.
+This test reads its JSON results: how each session and each job ended, the server log, the runs
+folder. How long things took is printed by the script but not checked here (a loaded machine is
+slow, not wrong); run the script without --no-time-limits to hold it to its limits.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.support.chromium import missing_browser
 
-pytestmark = pytest.mark.browser
+PROJECT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_quick_load_test_passes_its_checks(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
+    problem = missing_browser()
+    if problem:
         if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI: .ci/run installs Debian's chromium.")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+            pytest.fail(f"{problem}: CI is set, so the load test must run.")
+        pytest.skip(problem)
+    out = tmp_path / "results.json"
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the script's data, runs and server log
     run = subprocess.run(
-        [sys.executable, "scripts/loadtest.py", "--quick"],
+        [sys.executable, "-m", "scripts.loadtest", "--quick", "--no-time-limits", "--json", str(out)],
         cwd=PROJECT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
     )
     report = run.stdout + run.stderr
-    assert run.returncode == 0, report
-    assert "all checks passed" in run.stdout, report
-    assert "sessions ended:        2 done, 1 cancelled, 0 other" in run.stdout, report
-    joined = re.search(r"0 failed; presses of Train that joined a running job: (\d+)", run.stdout)
-    assert joined and int(joined.group(1)) >= 1, report  # the second tab joined the first tab's job
+    assert out.is_file(), report
+    res = json.loads(out.read_text())
+    assert res["failures"] == [], report
+    assert run.returncode == 0 and res["passed"], report
+
+    summary = res["summary"]
+    assert (summary["sessions_done"], summary["sessions_cancelled"], summary["sessions_other"]) == (2, 1, 0), report
+    # Three sessions, two configs: the two tabs that asked for the same config share one job.
+    assert (summary["configs"], summary["jobs"]) == (2, 2), report
+    assert (summary["jobs_done"], summary["jobs_cancelled"], summary["jobs_failed"]) == (1, 1, 0), report
+    assert summary["joined"] >= 1, report
+    assert all(len(jobs) == 1 for jobs in res["jobs"].values()), res["jobs"]
+
+    sessions = res["sessions"]
+    stopped = [s for s in sessions if s["stop"]]
+    assert [s["final"] for s in stopped] == ["cancelled"], sessions
+    done_configs = {s["config"] for s in sessions if not s["stop"]}
+    assert len(done_configs) == 1 and all(s["final"] == "done" for s in sessions if not s["stop"]), sessions
+    assert res["checkpoints"] == sorted(done_configs)  # the finished job saved, the stopped one did not
+    assert stopped[0]["config"] not in res["checkpoints"]
+
+    # Every session went to a page and back while the jobs ran, and each switch drew its page (timed).
+    for s in sessions:
+        assert [title for title, _ in s["switches"]][1::2] == ["Train"], s
+        assert all(seconds > 0 for _, seconds in s["switches"]), s
+    timings = res["timings"]
+    assert len(timings["page_switch_s"]) == 2 * len(sessions)
+    assert len(timings["stop_to_job_end_s"]) == 1 and len(timings["stop_to_page_s"]) == 1
+    assert res["timing_misses"] == []  # not checked with --no-time-limits

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-from convae.model import AutoEncoder, Decoder, Encoder
+from convae.model import SIZE_RANGES, AutoEncoder, Decoder, Encoder, check_sizes, state_dict_shapes
+from convae.train import TrainConfig
 
 SIZES = [(32, 32, 10), (1, 3, 2), (64, 16, 32)]
 
@@ -186,3 +192,48 @@ def test_start_at_mean_sets_the_untrained_output_to_the_mean_pixel() -> None:
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(ValueError, match="mean_pixel"):
             model.start_at_mean(bad)
+
+
+# ------------------------------------------------------------------ the allowed sizes, shared by every entry point
+
+
+@pytest.mark.parametrize(("name", "sizes"), [("Q1", (129, 8, 4)), ("Q2", (8, 100_000, 4)), ("K", (8, 8, 65))])
+def test_sizes_above_the_range_are_refused_naming_the_range(name: str, sizes: tuple[int, int, int]) -> None:
+    lo, hi = SIZE_RANGES[name]
+    with pytest.raises(ValueError, match=rf"^{name} must be from {lo} to {hi}, got {max(sizes)}\.$"):
+        check_sizes(*sizes)
+    with pytest.raises(ValueError, match=rf"^{name} must be from {lo} to {hi}"):
+        TrainConfig(q1=sizes[0], q2=sizes[1], k=sizes[2])
+
+
+def test_the_largest_allowed_sizes_are_accepted() -> None:
+    top = tuple(SIZE_RANGES[n][1] for n in ("Q1", "Q2", "K"))
+    assert check_sizes(*top) == top
+    assert AutoEncoder(*top).sizes == top
+
+
+@pytest.mark.parametrize("sizes", [(1, 1, 1), (4, 4, 2), (5, 7, 3), (128, 128, 64)])
+def test_state_dict_shapes_match_the_model(sizes: tuple[int, int, int]) -> None:
+    """The shapes a checkpoint is checked against, worked out without a model, are the model's own."""
+    actual = {name: tuple(t.shape) for name, t in AutoEncoder(*sizes).state_dict().items()}
+    assert state_dict_shapes(*sizes) == actual
+    assert list(state_dict_shapes(*sizes)) == list(actual)  # same names in the same order
+    with pytest.raises(ValueError, match="Q1 must be from 1 to 128, got 6000"):
+        state_dict_shapes(6000, 6000, 10)
+
+
+def test_command_line_refuses_a_huge_size_at_once_in_one_line(tmp_path: Path) -> None:
+    """`python -m convae train --q1 100000`: exit code 2, one line naming Q1 and its range, nothing done."""
+    env = {**os.environ, "CONVAE_DATA_DIR": str(tmp_path / "data"), "CONVAE_RUNS_DIR": str(tmp_path / "runs")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "convae", "train", "--q1", "100000"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["error: Q1 must be from 1 to 128, got 100000."]
+    assert proc.stdout == ""
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # no data fetched, nothing written

@@ -2,7 +2,7 @@
 
 A refreshed tab keeps its configuration (it lives in the page's address) and so finds its training
 again; an address with values the sidebar cannot show falls back to the defaults for those; Stop
-leaves the page showing "Stopped." at once. docs/reliability.md lists the faults tried by hand, and
+ends the job and the page says "Stopped.". docs/reliability.md lists the faults tried by hand, and
 scripts/loadtest.py (tests/test_loadtest.py) those that need several browsers at once.
 """
 
@@ -14,7 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import ui
+from ui.services import services
 
 DASHBOARD = str(Path(__file__).resolve().parent.parent / "dashboard.py")
 
@@ -31,7 +31,8 @@ def sidebar_config(at: AppTest) -> str:
     return [c.value for c in at.sidebar.caption if c.value.startswith("Q1=")][0]
 
 
-def test_the_address_keeps_the_sidebar_config(app_env: Path) -> None:
+@pytest.mark.usefixtures("app_env")
+def test_the_address_keeps_the_sidebar_config() -> None:
     at = AppTest.from_file(DASHBOARD, default_timeout=60)
     at.run()
     assert dict(at.query_params) == {}  # the defaults make a plain address
@@ -48,7 +49,8 @@ def test_the_address_keeps_the_sidebar_config(app_env: Path) -> None:
     assert sidebar_config(refreshed).startswith("Q1=8, Q2=32, K=10 · 3 epochs · lr 0.001 · batch 32 · 1,000 images")
 
 
-def test_values_the_sidebar_cannot_show_are_ignored(app_env: Path) -> None:
+@pytest.mark.usefixtures("app_env")
+def test_values_the_sidebar_cannot_show_are_ignored() -> None:
     at = AppTest.from_file(DASHBOARD, default_timeout=60)
     at.query_params.update({"q1": "999", "k": "-1", "lr": "0.5", "seed": "x", "batch_size": "33", "q2": "16"})
     at.run()
@@ -56,19 +58,25 @@ def test_values_the_sidebar_cannot_show_are_ignored(app_env: Path) -> None:
     assert sidebar_config(at).startswith("Q1=32, Q2=16, K=10 · 10 epochs · lr 0.001 · batch 32")
 
 
-def test_stop_shows_stopped_in_the_same_rerun(app_env: Path) -> None:
-    """The Stop button waits (up to a second) for the job to end, so its rerun shows the outcome."""
+def test_stop_ends_the_job_and_the_page_says_stopped(app_env: Path) -> None:
+    """Stop cancels the running job, nothing is saved, and the page says "Stopped." with Train enabled.
+
+    How soon (the Stop button waits up to a second, so the click's own rerun usually shows it) depends
+    on the machine's load: scripts/responsiveness.py and scripts/loadtest.py print that time."""
     at = AppTest.from_file(DASHBOARD, default_timeout=60)
     for key, value in {"q1": 128, "q2": 128, "k": 64, "epochs": 30}.items():  # seconds of training
         at.session_state[key] = value
     at.run()
     at.button(key="train_button").click().run()
-    jobs = ui.services().jobs
+    jobs = services().jobs
     job_id = at.session_state["job_id"]
     view = jobs.snapshot(job_id)
     assert view is not None and view.state.active
     at.button(key="stop_button").click().run()
-    assert jobs.snapshot(job_id).state == "cancelled"
+    assert jobs.wait(job_id, timeout=60).state == "cancelled"
+    at.run()  # the page once the job has ended, however long that took
+    assert not at.exception
     warnings = [w.value for w in at.warning]
     assert any(w.startswith("Stopped. Nothing was saved") for w in warnings), warnings
     assert not at.button(key="train_button").disabled
+    assert list(app_env.rglob("*.pt")) == []  # a stopped run saves nothing

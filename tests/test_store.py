@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
 
 import convae.store as store_mod
 from convae.data import to_float
@@ -23,6 +22,7 @@ from convae.store import (
     run_root,
     save_checkpoint,
 )
+from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.usefixtures("isolated_dirs")
 
@@ -93,7 +93,7 @@ def test_save_is_atomic_when_writing_fails(tmp_path: Path, trained, means, monke
     folder = tmp_path / "ckpts"
     final = folder / "model.pt"
 
-    def failing_save(obj, f, *args, **kwargs):
+    def failing_save(_obj, f, *_args, **_kwargs):
         f.write(b"half a checkpoint" * 1000)
         raise OSError(28, "No space left on device")
 
@@ -107,7 +107,7 @@ def test_save_is_atomic_when_writing_fails(tmp_path: Path, trained, means, monke
 def test_failed_save_keeps_the_existing_checkpoint(ckpt_path: Path, trained, means, splits, monkeypatch) -> None:
     before = ckpt_path.read_bytes()
 
-    def failing_save(obj, f, *args, **kwargs):
+    def failing_save(_obj, f, *_args, **_kwargs):
         f.write(b"\x00" * 500)
         raise KeyboardInterrupt  # even an interrupt must not leave a half-written file
 
@@ -161,7 +161,7 @@ def test_missing_and_extra_tensors(tmp_path: Path, trained, means) -> None:
         (lambda c: c.pop("state_dict"), "damaged or incomplete"),
         (lambda c: c.update(class_means=torch.zeros(10, 5)), r"class means have shape \(10, 5\)"),
         (lambda c: c.update(history={"steps": [], "step_losses": [], "epochs": []}), "no finished epoch"),
-        (lambda c: c["config"].update(k=0), "damaged or incomplete"),
+        (lambda c: c["config"].update(k=0), r"was refused: K must be from 1 to 64, got 0\."),
         (lambda c: c.update(format="something-else"), "not a convae checkpoint"),
     ],
     ids=["no config", "no state dict", "class means", "no epoch", "bad config", "other format"],
@@ -171,6 +171,103 @@ def test_incomplete_checkpoints(tmp_path: Path, trained, means, change, pattern:
     change(ckpt)
     with pytest.raises(CheckpointError, match=pattern):
         load_checkpoint(_write(tmp_path / "bad.pt", ckpt))
+
+
+@pytest.fixture
+def no_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything builds a torch module (a model's memory is spent in its constructor)."""
+
+    def refuse(*_args, **_kwargs) -> None:
+        raise AssertionError("a module was built while reading a checkpoint that should be refused first")
+
+    monkeypatch.setattr(torch.nn.Module, "__init__", refuse)
+
+
+def _huge_config(c: dict) -> None:
+    c["config"].update(q1=6000, q2=6000)  # a model of about 7 GB; the tensors stay the tiny model's
+
+
+def _huge_k(c: dict) -> None:
+    c["config"].update(k=10**6)
+
+
+def _sizes_as_text(c: dict) -> None:
+    c["config"].update(q1="6000")
+
+
+def _wrong_shape(c: dict) -> None:  # a normal config, one tensor of another architecture
+    c["state_dict"]["decoder.net.3.weight"] = torch.zeros(4, 8, 5, 5)
+
+
+def _huge_tensor(c: dict) -> None:  # the config's sizes, but a tensor far larger than they allow
+    c["state_dict"]["encoder.net.0.bias"] = torch.zeros(300_000)
+
+
+@pytest.mark.usefixtures("no_models")
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (_huge_config, r"was refused: Q1 must be from 1 to 128, got 6000\."),
+        (_huge_k, r"was refused: K must be from 1 to 64, got 1000000\."),
+        (_sizes_as_text, r"was refused: Q1 must be a whole number from 1 to 128.*'6000'"),
+        (
+            _wrong_shape,
+            r"does not fit the architecture .*decoder\.net\.3\.weight: \(4, 8, 5, 5\) \(expected \(4, 4, 5, 5\)\)",
+        ),
+        (_huge_tensor, r"does not fit the architecture .*encoder\.net\.0\.bias: \(300000,\) \(expected \(4,\)\)"),
+    ],
+    ids=["Q1 = Q2 = 6000", "K = 1e6", "sizes as text", "wrong shape", "huge tensor"],
+)
+def test_bad_sizes_are_refused_before_a_model_is_built(tmp_path: Path, trained, means, change, pattern: str) -> None:
+    ckpt = checkpoint_dict(trained, means)
+    change(ckpt)
+    path = _write(tmp_path / "bad.pt", ckpt)
+    with pytest.raises(CheckpointError, match=pattern) as info:
+        load_checkpoint(path)
+    assert len(str(info.value).splitlines()) == 1  # one plain line, no traceback text
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(path.read_bytes())
+
+
+def test_a_huge_config_in_the_runs_folder_is_listed_as_refused(
+    tmp_path: Path, trained, means, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "runs"
+    store = RunStore(root, shipped=None)
+    store.save(trained, means)
+    ckpt = checkpoint_dict(trained, means)
+    _huge_config(ckpt)
+    huge = _write(root / "huge.pt", ckpt)
+    built: list[tuple] = []
+    real = store_mod.AutoEncoder
+
+    def recording(*sizes):
+        built.append(sizes)
+        return real(*sizes)
+
+    monkeypatch.setattr(store_mod, "AutoEncoder", recording)
+    runs, problems = RunStore(root, shipped=None).scan()
+    assert [r.config for r in runs] == [trained.config]
+    assert problems == [
+        f"{huge} was refused: Q1 must be from 1 to 128, got 6000. Train the model again with allowed sizes."
+    ]
+    assert built == [(4, 4, 2)]  # only the good run's model was built
+
+
+def test_an_oversized_file_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "runs" / "big.pt"
+    path.parent.mkdir()
+    with open(path, "wb") as f:
+        f.truncate(store_mod.MAX_CHECKPOINT_BYTES + 10 * 2**20)  # sparse: no disk or memory spent here either
+
+    def unexpected_load(*_args, **_kwargs):
+        raise AssertionError("torch.load was called on a file over the size limit")
+
+    monkeypatch.setattr(store_mod.torch, "load", unexpected_load)
+    with pytest.raises(CheckpointError, match=r"was refused unread: it is 60\.0 MiB and the limit is 50\.0 MiB"):
+        load_checkpoint(path)
+    runs, problems = RunStore(tmp_path / "runs", shipped=None).scan()
+    assert runs == [] and len(problems) == 1 and "big.pt was refused unread" in problems[0]
 
 
 def test_truncated_file(ckpt_path: Path, tmp_path: Path) -> None:
@@ -208,7 +305,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_upload_size_limit(ckpt_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(store_mod, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(store_mod, "MAX_CHECKPOINT_BYTES", 100)
     with pytest.raises(CheckpointError, match="limit"):
         load_checkpoint(ckpt_path.read_bytes(), name="upload.pt")
 
@@ -335,7 +432,7 @@ def test_full_disk_fails_as_an_os_error_and_leaves_nothing(tmp_path: Path, train
     (torch's zip writer, writing to the file itself, used to fail with an internal RuntimeError)."""
     store = RunStore(tmp_path / "runs", shipped=None)
 
-    def no_space(fd: int) -> None:
+    def no_space(_fd: int) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store_mod.os, "fsync", no_space)

@@ -7,11 +7,12 @@ import threading
 
 import pytest
 import torch
-from conftest import tiny_config
 from torch import nn
 
+import convae.engines as engines
 import convae.train as engine
 from convae.data import to_float
+from convae.engines import ENGINES, EngineSpec
 from convae.model import AutoEncoder
 from convae.train import (
     History,
@@ -23,6 +24,7 @@ from convae.train import (
     preview_indices,
     train,
 )
+from tests.conftest import tiny_config
 
 
 @pytest.fixture
@@ -96,7 +98,8 @@ def test_train_size_larger_than_the_data(splits) -> None:
         train(tiny_config(train_size=1000), splits, device="cpu")
 
 
-def test_same_config_and_seed_give_identical_history(splits, every_step) -> None:
+@pytest.mark.usefixtures("every_step")
+def test_same_config_and_seed_give_identical_history(splits) -> None:
     config = tiny_config(epochs=2, train_size=96)
     a = train(config, splits, device="cpu")
     b = train(config, splits, device="cpu")
@@ -127,7 +130,8 @@ def test_result(trained, splits) -> None:
     assert trained.history.step_losses[-1] == pytest.approx(row["train_loss"], rel=1e-6)
 
 
-def test_events(splits, every_step) -> None:
+@pytest.mark.usefixtures("every_step")
+def test_events(splits) -> None:
     events: list[Progress] = []
     config = tiny_config(epochs=2, train_size=100, batch_size=32)
     result = train(config, splits, events.append, device="cpu")
@@ -171,7 +175,8 @@ def _stop_after_step_2(splits, engine: str = "eager", **changes) -> list[Progres
     return events
 
 
-def test_stop_flag_from_the_callback_stops_within_one_step(splits, every_step) -> None:
+@pytest.mark.usefixtures("every_step")
+def test_stop_flag_from_the_callback_stops_within_one_step(splits) -> None:
     events = _stop_after_step_2(splits)
     assert [e.kind for e in events] == ["start", "step", "step"]  # no step after the flag
 
@@ -209,7 +214,13 @@ def _poison_from(call: int, monkeypatch: pytest.MonkeyPatch) -> None:
         x = to_float(images)
         return x * math.inf if calls["n"] >= call else x  # 0 * inf is NaN
 
-    monkeypatch.setattr(engine, "to_float", poisoned)
+    _patch_to_float(monkeypatch, poisoned)
+
+
+def _patch_to_float(monkeypatch: pytest.MonkeyPatch, replacement) -> None:
+    """Replace the uint8-to-float conversion wherever the training run calls it (loop and steppers)."""
+    monkeypatch.setattr(engine, "to_float", replacement)
+    monkeypatch.setattr(engines, "to_float", replacement)
 
 
 def test_non_finite_loss_names_epoch_and_step(splits, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,7 +236,8 @@ def test_non_finite_loss_names_epoch_and_step(splits, monkeypatch: pytest.Monkey
     assert "done" not in [e.kind for e in events]
 
 
-def test_non_finite_loss_in_a_later_epoch(splits, monkeypatch: pytest.MonkeyPatch, every_step) -> None:
+@pytest.mark.usefixtures("every_step")
+def test_non_finite_loss_in_a_later_epoch(splits, monkeypatch: pytest.MonkeyPatch) -> None:
     steps_per_epoch = math.ceil(64 / 32)
     # call 1: the preview digits; epoch 1: 2 steps and 1 validation batch; call 5: epoch 2, step 1
     _poison_from(1 + steps_per_epoch + 1 + 1, monkeypatch)
@@ -311,7 +323,8 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-def test_two_thread_engine_is_deterministic_and_matches_one_thread(splits, two_threads) -> None:
+@pytest.mark.usefixtures("two_threads")
+def test_two_thread_engine_is_deterministic_and_matches_one_thread(splits) -> None:
     config = tiny_config(epochs=2, train_size=96)
     a = train(config, splits, device="cpu")
     b = train(config, splits, device="cpu")
@@ -324,7 +337,8 @@ def test_two_thread_engine_is_deterministic_and_matches_one_thread(splits, two_t
     assert a.history.epochs[-1]["val_loss"] == pytest.approx(single.history.epochs[-1]["val_loss"], rel=1e-3)
 
 
-def test_two_thread_engine_stops_and_detects_non_finite_loss(splits, two_threads, every_step, monkeypatch) -> None:
+@pytest.mark.usefixtures("two_threads", "every_step")
+def test_two_thread_engine_stops_and_detects_non_finite_loss(splits, monkeypatch) -> None:
     _stop_after_step_2(splits)
 
     real = engine.to_float
@@ -338,7 +352,7 @@ def test_two_thread_engine_stops_and_detects_non_finite_loss(splits, two_threads
             x.view(-1)[0] = float("inf")
         return x
 
-    monkeypatch.setattr(engine, "to_float", poisoned)
+    _patch_to_float(monkeypatch, poisoned)
     with pytest.raises(NonFiniteLoss, match="Lower the learning rate"):
         train(tiny_config(), splits, device="cpu")
 
@@ -360,7 +374,8 @@ def _epoch_losses(result) -> list[tuple[float, float]]:
         ("graph-channels-last", 100),
     ],
 )
-def test_graph_engine_learns_like_the_default_engine(splits, every_step, engine_name: str, train_size: int) -> None:
+@pytest.mark.usefixtures("every_step")
+def test_graph_engine_learns_like_the_default_engine(splits, engine_name: str, train_size: int) -> None:
     config = tiny_config(epochs=3, train_size=train_size)
     eager = train(config, splits, device="cpu")
     graph = train(config, splits, device="cpu", engine=engine_name)
@@ -379,7 +394,8 @@ def test_graph_engine_learns_like_the_default_engine(splits, every_step, engine_
         assert all(p.grad is None and p.is_contiguous() for p in result.model.parameters())
 
 
-def test_graph_engine_reports_images_per_epoch_and_stops(splits, every_step) -> None:
+@pytest.mark.usefixtures("every_step")
+def test_graph_engine_reports_images_per_epoch_and_stops(splits) -> None:
     events: list[Progress] = []
     train(tiny_config(epochs=2, train_size=100), splits, events.append, device="cpu", engine="graph")
     ends = [e for e in events if e.kind == "epoch"]
@@ -400,9 +416,8 @@ def test_unknown_engine_is_refused(splits) -> None:
         train(tiny_config(), splits, device="cpu", engine="turbo")
 
 
-def test_graph_engine_warms_up_then_captures_once_and_replays(
-    splits, every_step, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("every_step")
+def test_graph_engine_warms_up_then_captures_once_and_replays(splits, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CUDA sequence (warm-up steps on a side stream, one capture that runs nothing, replays, an
     eager partial batch), with the three CUDA calls stood in for: the same history as without it."""
     config = tiny_config(epochs=3, train_size=150)  # 4 whole batches of 32 and one of 22 per epoch
@@ -418,7 +433,7 @@ def test_graph_engine_warms_up_then_captures_once_and_replays(
             self.steps.optimizer.zero_grad(set_to_none=True)
             self.fn()
 
-    def on_side_stream(self, fn) -> None:
+    def on_side_stream(_self, fn) -> None:
         calls["side"] += 1
         fn()
 
@@ -426,11 +441,122 @@ def test_graph_engine_warms_up_then_captures_once_and_replays(
         calls["captures"] += 1
         return RecordedStep(self, fn)  # records; runs nothing now
 
-    monkeypatch.setattr(engine._DeviceSteps, "_can_capture", staticmethod(lambda dev: True))
-    monkeypatch.setattr(engine._DeviceSteps, "_on_side_stream", on_side_stream)
-    monkeypatch.setattr(engine._DeviceSteps, "_capture", capture)
+    monkeypatch.setattr(engines.DeviceSteps, "_can_capture", staticmethod(lambda _dev: True))
+    monkeypatch.setattr(engines.DeviceSteps, "_on_side_stream", on_side_stream)
+    monkeypatch.setattr(engines.DeviceSteps, "_capture", capture)
     graphed = train(config, splits, device="cpu", engine="graph")
-    warm = engine._DeviceSteps.WARMUP_STEPS
+    warm = engines.DeviceSteps.WARMUP_STEPS
     assert calls == {"side": warm, "captures": 1, "replays": 3 * 4 - warm}
     assert graphed.history.step_losses == plain.history.step_losses
     assert _epoch_losses(graphed) == _epoch_losses(plain)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_non_finite_validation_loss_says_what_to_do(splits, monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    """Training goes well but the validation loss is NaN (whole batches or split in halves on two threads)."""
+
+    class NanWhenEvaluated(AutoEncoder):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = super().forward(x)
+            return y if self.training else y * math.nan
+
+    monkeypatch.setattr(engine, "AutoEncoder", NanWhenEvaluated)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    events: list[Progress] = []
+    try:
+        with pytest.raises(NonFiniteLoss) as info:
+            train(tiny_config(epochs=2, lr=0.01), splits, events.append, device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    assert str(info.value) == (
+        "The validation loss became nan at the end of epoch 1: the run diverged. Lower the learning rate "
+        "(it was 0.01; try 0.001, the assignment uses 0.001) and train again."
+    )
+    kinds = [e.kind for e in events]
+    assert "step" in kinds and "epoch" not in kinds and "done" not in kinds
+    assert all(math.isfinite(e.train_loss) for e in events if e.kind == "step")  # training itself was fine
+
+
+# ------------------------------------------------------------------------- engine names, kernels, settings
+
+
+def test_engine_names_parse_once_into_switches() -> None:
+    specs = {name: EngineSpec.parse(name) for name in ENGINES}
+    switches = {name: (s.graph, s.compiled, s.channels_last) for name, s in specs.items()}
+    assert switches == {
+        "eager": (False, False, False),
+        "graph": (True, False, False),
+        "graph-compile": (True, True, False),
+        "graph-channels-last": (True, False, True),
+        "graph-compile-channels-last": (True, True, True),
+    }
+    assert all(s.name == name for name, s in specs.items())
+    valid = "eager, graph, graph-compile, graph-channels-last, graph-compile-channels-last"
+    with pytest.raises(ValueError, match=f"^engine must be one of {valid}, got 'graph-channels'\\.$"):
+        EngineSpec.parse("graph-channels")
+
+
+def _one_output(layer: nn.ConvTranspose2d):
+    def forward(x: torch.Tensor, weight: torch.Tensor, *bias: torch.Tensor) -> torch.Tensor:
+        b = bias[0] if bias else None
+        return engines._ConvTranspose2dOneOutput.apply(x, weight, b, layer.stride, layer.padding, layer.output_padding)
+
+    return forward
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_output_transposed_convolution_is_pytorchs_with_exact_gradients(bias: bool) -> None:
+    """The CPU kernel swap for the decoder's last layer: forward equal to nn.ConvTranspose2d, backward
+    checked against finite differences (gradcheck, float64) and against nn.ConvTranspose2d's own."""
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(3, 1, 5, stride=2, padding=2, output_padding=1, bias=bias).double()
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64, requires_grad=True)
+    inputs = (x, layer.weight, *([layer.bias] if bias else []))
+    forward = _one_output(layer)
+
+    assert torch.autograd.gradcheck(forward, inputs)
+    mine, theirs = forward(*inputs), layer(x)
+    assert mine.shape == theirs.shape == (2, 1, 14, 14)
+    torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-12)
+    upstream = torch.randn_like(theirs)
+    for got, want in zip(
+        torch.autograd.grad(mine, inputs, upstream), torch.autograd.grad(theirs, inputs, upstream), strict=True
+    ):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_fast_cpu_kernels_change_only_the_last_layer_and_only_inside_the_block() -> None:
+    torch.manual_seed(0)
+    model = AutoEncoder(4, 4, 2)
+    x = torch.rand(5, 1, 28, 28)
+    plain = model(x)
+    last = model.decoder.net[5]
+    with engines.fast_cpu_kernels(model):
+        assert [m for m in model.modules() if "forward" in m.__dict__] == [last]  # the one-output layer only
+        fast = model(x)
+        fast.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    assert all("forward" not in m.__dict__ for m in model.modules())  # given back
+    model.zero_grad()
+    plain.sum().backward()
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    for got, p in zip(grads, model.parameters(), strict=True):
+        torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_cudnn_search_stays_on_until_the_last_overlapping_run_ends() -> None:
+    """cuDNN's benchmark flag is process-wide: one graph run ending must not turn it off under another."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        first, second = engines._cudnn_benchmark(), engines._cudnn_benchmark()
+        first.__enter__()
+        second.__enter__()
+        assert torch.backends.cudnn.benchmark
+        first.__exit__(None, None, None)
+        assert torch.backends.cudnn.benchmark  # the second run still has it
+        second.__exit__(None, None, None)
+        assert torch.backends.cudnn.benchmark is False  # the value found before the first run
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -1,0 +1,111 @@
+"""The Train page's blocks about jobs: a job's progress line, how it ended (or how it is going wrong),
+and the server's other trainings."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from convae.jobs import JobState, JobView
+from convae.train import History, TrainConfig
+from ui.charts import collapse_figure
+from ui.services import blank_warning, looks_blank_so_far, services
+from ui.state import describe, select_config
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"
+
+
+def progress_block(view: JobView) -> None:
+    """The queue position of a queued job, else its progress bar (epoch, step, speed, time left)."""
+    p = view.latest
+    if view.state is JobState.QUEUED:
+        st.info(
+            f"Queued: position {view.position} in the queue. It starts when the trainings before it end.",
+            icon=":material/hourglass_top:",
+        )
+        return
+    if p is None:
+        if view.state.active:  # a job stopped while queued has no progress to show
+            st.progress(0.0, text="Starting…")
+        return
+    st.progress(
+        p.fraction,
+        text=(
+            f"Epoch {p.epoch}/{p.epochs} · step {p.step:,}/{p.steps_per_epoch:,} · "
+            f"{p.samples_per_s:,.0f} images/s · {fmt_time(p.elapsed_s)} elapsed · {fmt_time(p.eta_s)} left"
+        ),
+    )
+
+
+def outcome(view: JobView) -> None:
+    """How a job ended (done, stopped, failed), or a warning while it trains into a blank model."""
+    if view.state is JobState.DONE:
+        blank_warning(view.run)
+        st.success(
+            f"Done: validation MSE {view.run.val_loss:.5f} after {len(view.epochs)} epochs. "
+            "The other pages show this model now.",
+            icon=":material/check_circle:",
+        )
+    elif view.state is JobState.CANCELLED:
+        st.warning(
+            "Stopped. Nothing was saved; the pages show the previous model, if any.",
+            icon=":material/stop_circle:",
+        )
+    elif view.state is JobState.FAILED:
+        reason = (view.error or "unknown error").rstrip(".")
+        st.error(f"Training failed: {reason}. Nothing was saved.", icon=":material/error:")
+    if looks_blank_so_far(view):
+        last_val = view.epochs[-1]["val_loss"]
+        st.warning(
+            f"So far the model outputs blank images (validation MSE {last_val:.4f}, the same as an "
+            f"all-black image). If this does not change in the next epoch, press **Stop**, change "
+            "the seed and train again.",
+            icon=":material/warning:",
+        )
+
+
+def other_trainings(config: TrainConfig) -> None:
+    """The server's other queued and running jobs, each with a button that selects its config."""
+    others = [v for v in services().jobs.views() if v.state.active and v.config != config]
+    if others:
+        st.subheader("Other trainings on this server")
+        for v in others:
+            c1, c2 = st.columns([4, 1])
+            state = f"queued (position {v.position})" if v.state is JobState.QUEUED else "training"
+            pct = f" · {v.latest.fraction:.0%}" if v.latest else ""
+            c1.write(f"**{state}**{pct} · {describe(v.config)}")
+            c2.button("Show it", key=f"show-{v.id}", on_click=select_config, args=(v.config,))
+
+
+WHY_IT_COLLAPSED = (
+    "With PyTorch's default start the untrained network outputs about 0.5 grey everywhere, while most "
+    "MNIST pixels are black. In the first steps Adam moves every weight of the last layer the same way "
+    "(darker), so the inputs of the output sigmoid fall far below zero (middle panel). There the sigmoid "
+    "is flat: its slope is practically zero, so almost no gradient flows back any more (right panel, "
+    "a thousand times less or worse) and the model keeps drawing black images (left panel). A run that "
+    "escapes keeps a few bright pixels through this phase, and their gradient pulls it back. Another "
+    "seed, or starting the output at the mean brightness, avoids it."
+)
+
+
+def restart_notes(notes: list[str]) -> None:
+    """One line per restart after a collapse ("seed 0 collapsed at step 100, restarted with seed 1")."""
+    for note in notes:
+        st.info(f"Restarted: {note}.", icon=":material/restart_alt:")
+
+
+def why_it_collapsed(history: History, blank: bool) -> None:
+    """For a run with collapsed attempts, or a blank one: the explanation and the first steps' readings
+    of each attempt (a collapsed one against the one that learned)."""
+    attempts = [(f"seed {r['seed']} (collapsed at step {r['step']})", r["vitals"]) for r in history.restarts]
+    if history.vitals and (attempts or blank):
+        attempts.append((f"seed {history.seed} ({'collapsed' if blank else 'learned'})", history.vitals))
+    if not attempts:
+        return
+    with st.expander("Why did it collapse?", expanded=blank):
+        st.markdown(WHY_IT_COLLAPSED)
+        st.plotly_chart(collapse_figure(attempts), key="collapse_chart", config={"displayModeBar": False})
