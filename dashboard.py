@@ -28,6 +28,8 @@ navigation = st.navigation(
         "Explore further": [
             st.Page("app_pages/walk.py", title="Latent walk", icon=":material/explore:"),
             st.Page("app_pages/draw.py", title="Draw a digit", icon=":material/draw:"),
+            st.Page("app_pages/inside.py", title="Inside the network", icon=":material/layers:"),
+            st.Page("app_pages/sweep.py", title="Bottleneck sweep", icon=":material/ssid_chart:"),
             st.Page("app_pages/compare.py", title="Compare runs", icon=":material/table_chart:"),
         ],
     },

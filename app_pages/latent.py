@@ -3,9 +3,22 @@
 import streamlit as st
 
 from ui import results
+from ui.baseline import pca_plane
 from ui.charts import clicked_point
 from ui.images import image_to_uint8, pixels
+from ui.latent_charts import image_plane_figure
 from ui.services import page_context
+
+
+def pca_plane_chart(height: int, dense: bool) -> None:
+    """The validation images on the plane of PCA's first two components, with the same colours."""
+    plane = pca_plane(ctx.splits)
+    if plane is None:
+        st.info("PCA needs the training images; it appears here once the data set is provisioned.")
+        return
+    fig = image_plane_figure(plane.coords, a.labels, a.classes, plane.means_2d, plane.axis_titles, height, dense)
+    st.plotly_chart(fig, key="pca_plane", config={"displayModeBar": False})
+
 
 st.title("Latent space")
 ctx = page_context()
@@ -30,8 +43,21 @@ if ctx is not None:
             "are spread on separate rows so that they can be told apart. Stars mark the class means."
         )
     fig = results.latent_figure_for(ctx.run, ctx.splits)
-    # The clicked image beside the plot, not below it, where a projected screen would not show it.
-    left, right = st.columns([3, 1], gap="medium")
+    if k == 2:  # the classic picture: the learned plane beside the best linear one, the clicked image below
+        left, pca_side = st.columns(2, gap="medium")
+        right, _ = st.columns([1, 2])
+        with pca_side:
+            st.markdown("**PCA of the images: the best *linear* code of 2 numbers**")
+            pca_plane_chart(height=620, dense=True)
+            st.caption(
+                "The same 10,000 images projected on the two directions of largest variance of the "
+                "training images. Classes that overlap here but not on the left were pulled apart by "
+                "the network's non-linearity."
+            )
+        left.markdown("**Learned by the auto-encoder (K = 2)**")
+    else:
+        # The clicked image beside the plot, not below it, where a projected screen would not show it.
+        left, right = st.columns([3, 1], gap="medium")
     with left:
         event = st.plotly_chart(
             fig,
@@ -56,3 +82,11 @@ if ctx is not None:
             st.code(results.latent_code_text(a, i))
         else:
             st.caption("Click a dot to see the image, its reconstruction and its latent code here.")
+    if k != 2:
+        with st.expander("Compare: PCA of the images, the linear baseline with 2 numbers per image"):
+            st.caption(
+                "The validation images projected on the two directions of largest variance of the raw "
+                "training images: what a linear code of 2 numbers sees. Compare how well the classes "
+                "separate with the auto-encoder's plane above."
+            )
+            pca_plane_chart(height=480, dense=False)

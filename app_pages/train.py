@@ -3,7 +3,8 @@
 import streamlit as st
 
 from convae.jobs import JobState
-from ui import results, training
+from ui import results, resume, training
+from ui.baseline import GAP_NOTE, pca_mse_for
 from ui.charts import loss_figure
 from ui.images import image_grid, pixels
 from ui.services import attached_job, blank_warning, current_run, estimate_minutes, is_blank, services, splits_or_notice
@@ -29,8 +30,13 @@ def strip(preview, caption: str) -> None:
 def chart(view_steps, view_losses, epochs, steps_per_epoch, key: str, restarts: int = 0) -> None:
     log_y = st.session_state.get("log_y", False)
     title = f"Restarted {restarts}× after a collapse: the curve of the last start (notes above)" if restarts else None
-    fig = loss_figure(view_steps, view_losses, epochs, steps_per_epoch, log_y=log_y, title=title)
+    baseline = pca_mse_for(config)  # PCA with K components: the linear baseline, a dashed line
+    fig = loss_figure(
+        view_steps, view_losses, epochs, steps_per_epoch, log_y=log_y, title=title, baseline=baseline, k=config.k
+    )
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+    if baseline is not None:
+        st.caption(GAP_NOTE)
 
 
 if splits is not None:
@@ -59,7 +65,7 @@ if splits is not None:
             if v.state.active or v.state is JobState.DONE:
                 training.progress_block(v)
             training.outcome(v)  # how it ended goes above the chart, where it is seen without scrolling
-            training.restart_notes(v.restarts)
+            training.restart_notes(v.restarts, v.run.history.seed if v.state is JobState.DONE else None)
             if v.state is JobState.QUEUED:
                 return  # nothing to draw yet
             spe = v.latest.steps_per_epoch if v.latest else 1
@@ -72,19 +78,23 @@ if splits is not None:
                 )
 
         live()
+        if not active:  # stopped or failed with an epoch kept: Resume and Start over
+            resume.resume_panel(config, view, stored=True, message=False)
 
     else:
         run = current_run(config)
-        if run is None:
+        drew_kept = resume.resume_panel(config, view, stored=run is not None)  # a run that did not finish
+        if run is None and not drew_kept:
             st.info(
                 f"No model for this configuration yet. Press **Train** in the sidebar to train it "
                 f"(about {estimate_minutes(config)} on this machine) and watch the loss fall here.",
                 icon=":material/info:",
             )
-        else:
+        elif run is not None:
             h = run.history
             spe = h.steps[-1] // len(h.epochs) if h.steps else 1
             label = "shipped with the project" if run.shipped else f"trained {run.created.replace('T', ' ')}"
+            label += f", {run.label}" if run.label else ""
             st.subheader(f"Loss history of the model shown ({label})")
             blank_warning(run)
             training.restart_notes([r["note"] for r in h.restarts])
@@ -96,19 +106,8 @@ if splits is not None:
             training.why_it_collapsed(h, is_blank(run))
             _, recons, _ = results.reconstruct_digits(run, splits, preview_idx)
             strip(recons, "Fixed validation digits (top) and this model's reconstructions (bottom).")
-            st.download_button(
-                "Download the loss history (CSV)",
-                results.history_csv(run),
-                file_name=f"{config.key()}-losses.csv",
-                mime="text/csv",
-            )
-            if run.path is not None:
-                st.download_button(
-                    "Download the checkpoint (.pt)",
-                    results.checkpoint_bytes(run),
-                    file_name=run.path.name,
-                    mime="application/octet-stream",
-                )
+            training.downloads(run)
             st.caption("Press **Retrain** in the sidebar to train this configuration again and watch it live.")
 
     training.other_trainings(config)
+    resume.unfinished_runs(config)

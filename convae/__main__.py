@@ -11,6 +11,7 @@ from convae.collapse import ON_COLLAPSE
 from convae.data import DATASETS, DataError, checksum_problems, data_root, ensure_data, load_splits
 from convae.engines import ENGINES
 from convae.model import SIZE_RANGES
+from convae.store import RunBusyError
 from convae.train import Collapsed, TrainConfig
 
 
@@ -47,11 +48,8 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from convae.analysis import class_means, encode
-    from convae.store import run_root, save_checkpoint
-    from convae.train import train
+    from convae.store import RunStore, run_root, save_checkpoint
 
     config = TrainConfig.from_dict(vars(args))  # the options are named as the config's fields
     root = ensure_data(args.data, args.dataset, progress=lambda m: print(m, flush=True))
@@ -69,35 +67,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.mean_init:
         print("note: --mean-init is not the assignment's (it keeps PyTorch's default start).", flush=True)
 
-    bar = tqdm(
-        total=config.epochs * -(-len(splits.train_images[: config.train_size]) // config.batch_size),
-        unit="step",
-        dynamic_ncols=True,
-        file=sys.stdout,
-    )
-
-    def on_event(p) -> None:
-        bar.n = p.global_step
-        post = {
-            "epoch": f"{p.epoch}/{p.epochs}",
-            "loss": f"{p.train_loss:.4f}" if p.train_loss else "-",
-            "img/s": f"{p.samples_per_s:,.0f}",
-        }
-        if p.kind == "restart":
-            bar.write(f"restart: {p.note}")
-        if p.kind == "epoch":
-            bar.write(f"epoch {p.epoch:2d}: train loss {p.train_loss:.5f}  validation loss {p.val_loss:.5f}")
-        bar.set_postfix(post, refresh=False)
-        bar.refresh()
-
-    result = train(config, splits, on_event, device=args.device, engine=args.engine)
-    bar.close()
-    means = class_means(encode(result.model, splits.val_images), splits.val_labels)
-    ckpt = save_checkpoint(out / f"{config.key()}.pt", result, means)
+    store = RunStore(out, shipped=None)  # the output folder: <key>.pt, the kept epoch <key>.resume, the claim
+    with store.claim(config, wait_s=0):
+        start = _resume_point(store, config, args.resume)
+        result, kept = _train_with_bar(config, splits, store, start, args)
+        means = class_means(encode(result.model, splits.val_images), splits.val_labels)
+        ckpt = save_checkpoint(store.path_for(config), result, means)
+        store.drop_epoch(config)  # complete: nothing left to resume
+    if kept:
+        mean_s = sum(took for took, _ in kept) / len(kept)
+        print(f"epoch checkpoints: {len(kept)} written beside the training, {mean_s:.3f} s each on average")
     metrics = {
         "config": config.to_dict(),
         "device": result.device,
         "seconds": round(result.seconds, 2),
+        "resumed_after_epoch": start.epoch if start else None,
         "seed_used": result.history.seed,
         "mean_init_used": result.history.mean_init,
         "restarts": [{k: v for k, v in r.items() if k != "vitals"} for r in result.history.restarts],
@@ -116,6 +100,86 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"  {out / 'reconstructions.png'}\n  {out / 'mixtures.png'}"
     )
     return 0
+
+
+def _train_with_bar(config: TrainConfig, splits, store, start, args: argparse.Namespace):
+    """train() with a progress bar, keeping every epoch end in `store`; the result, and for each kept
+    epoch the seconds its keeping took and the seconds of the epoch."""
+    from tqdm import tqdm
+
+    from convae.resume import EpochWriter
+    from convae.train import train
+
+    bar = tqdm(
+        total=config.epochs * -(-len(splits.train_images[: config.train_size]) // config.batch_size),
+        unit="step",
+        dynamic_ncols=True,
+        file=sys.stdout,
+    )
+    kept: list[tuple[float, float]] = []
+    last = start.epoch if start else None
+
+    def on_event(p) -> None:
+        bar.n = p.global_step
+        post = {
+            "epoch": f"{p.epoch}/{p.epochs}",
+            "loss": f"{p.train_loss:.4f}" if p.train_loss else "-",
+            "img/s": f"{p.samples_per_s:,.0f}",
+        }
+        if p.kind == "restart":
+            bar.write(f"restart: {p.note}")
+        if p.kind == "epoch":
+            bar.write(f"epoch {p.epoch:2d}: train loss {p.train_loss:.5f}  validation loss {p.val_loss:.5f}")
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
+    def written(state, outcome) -> None:
+        nonlocal last
+        if isinstance(outcome, OSError):
+            bar.write(f"warning: epoch {state.epoch} could not be kept on disk ({outcome.strerror or outcome}).")
+        else:
+            kept.append((outcome, state.history.epochs[-1]["seconds"]))
+            last = state.epoch
+
+    writer = EpochWriter(store.keep_epoch, written)
+    try:
+        result = train(
+            config, splits, on_event, device=args.device, engine=args.engine, resume=start, on_epoch=writer.keep
+        )
+    except KeyboardInterrupt:
+        writer.close()
+        where = f"Epoch {last} of {config.epochs} is kept in {store.kept_path(config)}" if last else ""
+        raise KeyboardInterrupt(where) from None
+    finally:
+        writer.close()  # every kept epoch on disk before the final checkpoint removes it
+        bar.close()
+    return result, kept
+
+
+def _resume_point(store, config: TrainConfig, wanted: bool | None):
+    """The kept epoch to go on from: by default the one in the output folder, if any (said so);
+    --resume insists on one, --no-resume starts over."""
+    from convae.resume import ResumeError
+
+    if wanted is False:
+        return None
+    try:
+        state = store.load_epoch(config)
+    except ResumeError as e:
+        if wanted:
+            raise ValueError(f"--resume: {e}") from None
+        print(f"note: {e} It is not resumed: training starts from the first epoch.", flush=True)
+        return None
+    if state is None:
+        if wanted:
+            raise ValueError(f"--resume: {store.kept_path(config)} does not exist; there is nothing to resume.")
+        return None
+    print(
+        f"Resuming: {state.label} (seed {state.seed}), from {store.kept_path(config)}. "
+        "--no-resume starts over instead.",
+        flush=True,
+    )
+    return state
 
 
 def write_figures(model, means, splits, out: Path) -> None:
@@ -195,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how steps run, not what they compute: eager (default); the graph engines (CUDA graphs) are for GPUs",
     )
     t.add_argument("--out", help="output folder (default: runs/<config key>/)")
+    t.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="go on from the epoch kept in the output folder by a run of this configuration that was cut off "
+        "(the default when there is one); --no-resume starts over",
+    )
     t.set_defaults(func=cmd_train)
 
     g = sub.add_parser("figures", help="redraw Figure 1 and Figure 2 of a saved checkpoint")
@@ -233,11 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ValueError, OSError, Collapsed) as e:
+    except (DataError, ValueError, OSError, Collapsed, RunBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written under a final name.", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        kept = f" {e.args[0]}: run the same command again to resume from there." if e.args and e.args[0] else ""
+        print(f"interrupted; nothing was written under a final name.{kept}", file=sys.stderr)
         return 130
 
 

@@ -3,84 +3,52 @@
 One `JobManager` per server process. Each job trains in a thread of its own and keeps the latest
 progress; pages read a `snapshot()` of it (never a live object), so no UI code runs in a worker.
 The same config asked for twice while it is queued or running is attached to the one job.
+
+Nothing is lost when the server stops: every epoch end is kept (convae.resume) and resumed when
+the configuration is trained again; the queue lives in the runs folder (convae.queue_file); Stop
+keeps the last finished epoch's model; a job holds its configuration's files while it trains.
 """
 
 from __future__ import annotations
 
 import collections
-import enum
 import itertools
 import logging
 import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from convae.analysis import class_means, encode
-from convae.data import load_splits
-from convae.store import RunStore, StoredRun
-from convae.train import Collapsed, NonFiniteLoss, Progress, TrainConfig, TrainingStopped, pick_device, train
+from convae.data import Splits, load_splits
+from convae.job_state import Job as Job  # re-exported with the two below: pages import them from here
+from convae.job_state import JobState as JobState
+from convae.job_state import JobView as JobView
+from convae.queue_file import Entry, QueueFile
+from convae.resume import EpochState, EpochWriter, ResumeError
+from convae.store import RunBusyError, RunStore, StoredRun
+from convae.train import (
+    Collapsed,
+    NonFiniteLoss,
+    Progress,
+    TrainConfig,
+    TrainingStopped,
+    TrainResult,
+    kept_result,
+    pick_device,
+    train,
+)
 
 log = logging.getLogger("convae.jobs")
 
 
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def active(self) -> bool:
-        return self in (JobState.QUEUED, JobState.RUNNING)
-
-
-@dataclass
-class JobView:
-    """A consistent copy of a job's state for a page to draw."""
-
-    id: str
-    config: TrainConfig
-    state: JobState
-    position: int | None  # 1-based place in the queue while queued
-    latest: Progress | None
-    steps: list[int]
-    step_losses: list[float]
-    epochs: list[dict]
-    preview: torch.Tensor | None
-    error: str | None
-    run: StoredRun | None
-    created: float
-    started: float | None
-    finished: float | None
-    requests: int  # how many times this config was asked for while the job was active
-    restarts: list[str]  # what happened at each restart after a collapse, in words
-
-
-@dataclass
-class Job:
-    id: str
-    config: TrainConfig
-    state: JobState = JobState.QUEUED
-    latest: Progress | None = None
-    steps: list[int] = field(default_factory=list)
-    step_losses: list[float] = field(default_factory=list)
-    epochs: list[dict] = field(default_factory=list)
-    preview: torch.Tensor | None = None
-    error: str | None = None
-    run: StoredRun | None = None
-    created: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    requests: int = 1
-    restarts: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    done_event: threading.Event = field(default_factory=threading.Event)
+def _rows(epochs: list[dict]) -> list[dict]:
+    """A history's epoch rows as a job keeps them for the live chart."""
+    return [{k: e[k] for k in ("epoch", "train_loss", "val_loss")} for e in epochs]
 
 
 def default_concurrency() -> int:
@@ -117,7 +85,9 @@ class JobManager:
         max_concurrent: int | None = None,
         device: str = "auto",
         keep_finished: int = 50,
+        persist: bool = True,
     ) -> None:
+        """`persist`: write the queue to the runs folder and take over the queue of a server that is gone."""
         self.store = store
         self.data_dir = data_dir
         self.device = device
@@ -135,10 +105,22 @@ class JobManager:
         self._running: set[str] = set()
         self._ids = itertools.count(1)
         self._keep_finished = keep_finished
+        self._persist_lock = threading.Lock()  # one queue-file write at a time, each with the latest state
+        self._queue_file: QueueFile | None = None
+        self._notices: list[str] = []
+        try:
+            self._queue_file = QueueFile(store.root) if persist else None
+            self._restore(self._queue_file.adopt() if self._queue_file else [])
+        except OSError as e:  # an unwritable runs folder: train on, say so (saving will say it again)
+            self._notices.append(
+                f"The queue cannot be kept in {store.root} ({e.strerror or e}): it is lost if the server stops."
+            )
+            log.warning(self._notices[-1])
 
     # ------------------------------------------------------------------------------ public
-    def submit(self, config: TrainConfig) -> str:
-        """Queue a training of `config`, or return the id of the active job that trains it already."""
+    def submit(self, config: TrainConfig, fresh: bool = False) -> str:
+        """Queue a training of `config`, or return the id of the active job that trains it already. It
+        resumes the configuration's kept epoch, if there is one, unless `fresh` says to start over."""
         with self._lock:
             for job in self._jobs.values():
                 # A job being cancelled (stop set, still finishing its step) no longer trains this config.
@@ -146,7 +128,7 @@ class JobManager:
                     job.requests += 1
                     log.info("%s attached (request %d): %s", job.id, job.requests, config.key())
                     return job.id
-            job = Job(id=f"job-{next(self._ids)}", config=config)
+            job = Job(id=f"job-{next(self._ids)}", config=config, fresh=fresh)
             log.info("%s queued: %s", job.id, config.key())
             self._jobs[job.id] = job
             self._queue.append(job.id)
@@ -164,7 +146,21 @@ class JobManager:
             if job.state is JobState.QUEUED:
                 self._queue.remove(job_id)
                 self._finish(job, JobState.CANCELLED)
+        self._persist()
         return True
+
+    def notices(self) -> list[str]:
+        """What went wrong with the queue file when this server read it (for the pages to show)."""
+        return self._notices + (list(self._queue_file.problems) if self._queue_file else [])
+
+    def close(self) -> None:
+        """The server is going: no job starts any more, the queue file is let go of (its entries stay, for
+        the next server to take over) and no longer written; running jobs are not stopped."""
+        with self._lock:
+            self.max_concurrent = 0
+        if self._queue_file is not None:
+            self._queue_file.close()
+            self._queue_file = None
 
     def snapshot(self, job_id: str) -> JobView | None:
         with self._lock:
@@ -202,24 +198,9 @@ class JobManager:
     # ----------------------------------------------------------------------------- internal
     def _view(self, job: Job) -> JobView:
         position = list(self._queue).index(job.id) + 1 if job.state is JobState.QUEUED else None
-        return JobView(
-            job.id,
-            job.config,
-            job.state,
-            position,
-            job.latest,
-            list(job.steps),
-            list(job.step_losses),
-            list(job.epochs),
-            job.preview,
-            job.error,
-            job.run,
-            job.created,
-            job.started,
-            job.finished,
-            job.requests,
-            list(job.restarts),
-        )
+        copied = {name: getattr(job, name) for name in JobView.__dataclass_fields__}
+        copied = {k: list(v) if isinstance(v, list) else v for k, v in copied.items()}
+        return JobView(**{**copied, "position": position})
 
     def _prune(self) -> None:
         finished = [j for j in self._jobs.values() if not j.state.active]
@@ -239,6 +220,39 @@ class JobManager:
                 self._running.add(job.id)
                 log.info("%s running: %s", job.id, job.config.key())
                 threading.Thread(target=self._work, args=(job,), name=job.id, daemon=True).start()
+        self._persist()
+
+    def _restore(self, entries: list[Entry]) -> None:
+        """Take over a gone server's entries: queued ones queue again, in order; running ones are interrupted."""
+        with self._lock:
+            for e in entries:
+                if any(j.state.active and j.config == e.config for j in self._jobs.values()):
+                    continue
+                if e.state == "running" and self.store.completed_since(e.config, e.queued_at):
+                    continue  # it ended just before the server stopped
+                job = Job(id=f"job-{next(self._ids)}", config=e.config, fresh=e.fresh, created=e.queued_at)
+                self._jobs[job.id] = job
+                if e.state == "queued":
+                    self._queue.append(job.id)
+                    log.info("%s queued again after a restart: %s", job.id, e.config.key())
+                else:
+                    self._finish(job, JobState.INTERRUPTED, "the server stopped while it trained")
+        self._dispatch()
+
+    def _persist(self) -> None:
+        """Write the queued and running jobs to the queue file (never called with self._lock held)."""
+        queue_file = self._queue_file
+        if queue_file is None:
+            return
+        with self._persist_lock:
+            with self._lock:
+                jobs = [j for j in self._jobs.values() if j.state is JobState.RUNNING]
+                jobs += [self._jobs[i] for i in self._queue]
+                entries = [Entry(j.config, j.state.value, j.fresh, j.created) for j in jobs]
+            try:
+                queue_file.write(entries)
+            except OSError as e:
+                log.warning("The queue could not be written to %s (%s).", queue_file.path, e)
 
     def _on_event(self, job: Job, p: Progress) -> None:
         with self._lock:
@@ -257,18 +271,12 @@ class JobManager:
     def _work(self, job: Job) -> None:
         try:
             splits = load_splits(self.data_dir, job.config.dataset)
-            result = train(job.config, splits, lambda p: self._on_event(job, p), job.stop, self.device)
-            means = class_means(encode(result.model, splits.val_images), splits.val_labels)
-            if job.stop.is_set():
-                raise TrainingStopped("stopped after the last epoch")
-            run = self.store.save(result, means)
+            with self.store.claim(job.config):  # released before the job ends: a page may resume it at once
+                state, run = self._train_and_keep(job, splits)
             with self._lock:
                 job.run = run
-                self._finish(job, JobState.DONE)
-        except TrainingStopped:
-            with self._lock:
-                self._finish(job, JobState.CANCELLED)
-        except (NonFiniteLoss, Collapsed) as e:
+                self._finish(job, state)
+        except (NonFiniteLoss, Collapsed, RunBusyError) as e:
             with self._lock:
                 self._finish(job, JobState.FAILED, str(e))
         except Exception as e:  # a job must never take the server down; the page shows the reason
@@ -280,3 +288,85 @@ class JobManager:
             with self._lock:
                 self._running.discard(job.id)
             self._dispatch()
+
+    def _train_and_keep(self, job: Job, splits: Splits) -> tuple[JobState, StoredRun | None]:
+        """Train the job's configuration, its files held; how it ended, and the model it stored."""
+        done = self._done_meanwhile(job)
+        if done is not None:
+            return JobState.DONE, done
+        start = None if job.fresh else self._resume_point(job)
+        writer = EpochWriter(self.store.keep_epoch, partial(self._kept, job))
+        try:
+            events = partial(self._on_event, job)
+            result = train(job.config, splits, events, job.stop, self.device, resume=start, on_epoch=writer.keep)
+        except TrainingStopped as stopped:
+            writer.close()
+            return JobState.CANCELLED, self._keep_stopped(job, stopped.kept, splits)
+        except (NonFiniteLoss, Collapsed):
+            writer.close()
+            self.store.drop_epoch(job.config)  # resuming would only fail the same way
+            raise
+        finally:
+            writer.close()  # every kept epoch is on disk before what follows replaces or removes it
+        run = self._save(result, splits)
+        self.store.drop_epoch(job.config)  # the run is complete: nothing left to resume
+        return JobState.DONE, run
+
+    def _done_meanwhile(self, job: Job) -> StoredRun | None:
+        """The model of this run when another server completed it after the job was asked for (so it is
+        not trained twice), else None."""
+        run = None if job.fresh else self.store.completed_since(job.config, job.created)
+        if run is not None:
+            with self._lock:
+                job.epochs = _rows(run.history.epochs)
+                job.notes.append("Another server that uses this runs folder finished this training meanwhile.")
+        return run
+
+    def _resume_point(self, job: Job) -> EpochState | None:
+        """The kept epoch this job goes on from (its loss curve so far shown at once), if any."""
+        try:
+            state = self.store.load_epoch(job.config)
+        except ResumeError as e:
+            self._note(job, f"{e} It was not resumed: the training starts from its first epoch.")
+            return None
+        if state is not None:
+            log.info("%s resumes %s after epoch %d (seed %d)", job.id, job.config.key(), state.epoch, state.seed)
+            with self._lock:
+                job.resumed_from = state.epoch
+                job.steps, job.step_losses = list(state.history.steps), list(state.history.step_losses)
+                job.epochs = _rows(state.history.epochs)
+        return state
+
+    def _kept(self, job: Job, state: EpochState, outcome: float | OSError) -> None:
+        """An epoch's state was written (or not: a full disk does not stop the run, it is said on the page)."""
+        n, total = state.epoch, state.epochs
+        if not isinstance(outcome, OSError):
+            log.info("%s kept epoch %d/%d (written in %.3f s, beside the training)", job.id, n, total, outcome)
+            return
+        text = f"Epoch {n} could not be kept on disk ({outcome.strerror or outcome}): the training goes on, but if "
+        self._note(job, text + "the server stopped now, less of it could be resumed. Free disk space.")
+
+    def _keep_stopped(self, job: Job, kept: EpochState | None, splits: Splits) -> StoredRun | None:
+        """Stop: the model of the last finished epoch becomes a stored run (marked stopped, resumable),
+        unless a complete model of this configuration is stored already; stopped in the first: nothing."""
+        run = None
+        if kept is not None:
+            existing = self.store.get(job.config)
+            if existing is not None and existing.complete:
+                self.store.drop_epoch(job.config)  # resuming would only make that model again
+            else:
+                kept.stopped = True
+                self.store.keep_epoch(kept)
+                run = self._save(kept_result(kept), splits)
+        with self._lock:
+            job.stopped_after = kept.epoch if kept is not None else None
+        return run
+
+    def _save(self, result: TrainResult, splits: Splits) -> StoredRun:
+        """Store a model with its class means (Eq. 2 on the validation images)."""
+        return self.store.save(result, class_means(encode(result.model, splits.val_images), splits.val_labels))
+
+    def _note(self, job: Job, text: str) -> None:
+        log.warning("%s: %s", job.id, text)
+        with self._lock:
+            job.notes = [*job.notes[-4:], text]

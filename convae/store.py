@@ -8,30 +8,42 @@ tensors' shapes are checked, so a file naming a huge model costs no more than a 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
+import logging
 import os
 import re
-import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from convae import resume
 from convae.data import PROJECT_DIR
+from convae.files import Claim, is_claimed, remove_parts, write_atomic
 from convae.model import AutoEncoder, state_dict_shapes
+from convae.resume import EpochState, ResumeError
 from convae.train import History, TrainConfig, TrainResult
+
+log = logging.getLogger("convae.store")
 
 FORMAT = "convae-checkpoint"
 VERSION = 1
 SHIPPED_DIR = PROJECT_DIR / "models"  # checkpoints that ship with the project (read-only)
 # The largest allowed model (Q1 = Q2 = 128, K = 64) saves to about 7 MB; anything far larger is refused unread.
 MAX_CHECKPOINT_BYTES = 50 * 1024 * 1024
+LOCKS = ".locks"  # the runs folder's lock files (convae.files.Claim): one per configuration in training
 
 
 class CheckpointError(ValueError):
     """A checkpoint could not be used; the message says which file, why, and what to do."""
+
+
+class RunBusyError(RuntimeError):
+    """Another training (another server or command on the same runs folder) holds this configuration."""
 
 
 @dataclass
@@ -55,6 +67,16 @@ class StoredRun:
     @property
     def train_loss(self) -> float:
         return self.history.epochs[-1]["train_loss"]
+
+    @property
+    def complete(self) -> bool:
+        """False for the model of a run stopped before its last epoch."""
+        return len(self.history.epochs) >= self.config.epochs
+
+    @property
+    def label(self) -> str:
+        """'stopped after epoch 3 of 10' for a stopped run, else ''."""
+        return "" if self.complete else f"stopped after epoch {len(self.history.epochs)} of {self.config.epochs}"
 
 
 def run_root(override: str | os.PathLike | None = None) -> Path:
@@ -87,17 +109,7 @@ def save_checkpoint(path: Path, result: TrainResult, class_means: torch.Tensor) 
     # or fsync(), not as an internal error from the middle of torch's zip writer.
     buffer = io.BytesIO()
     torch.save(checkpoint_dict(result, class_means), buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, buffer.getbuffer())
     return path
 
 
@@ -196,6 +208,7 @@ class RunStore:
         self.shipped = shipped
         self._lock = threading.Lock()
         self._cache: dict[Path, tuple[tuple[int, int], StoredRun | CheckpointError]] = {}
+        self._kept_cache: dict[Path, tuple[tuple[int, int], EpochState | None]] = {}
 
     def path_for(self, config: TrainConfig) -> Path:
         return self.root / f"{config.key()}.pt"
@@ -266,3 +279,97 @@ class RunStore:
                 except (CheckpointError, OSError):
                     continue
         return None
+
+    def completed_since(self, config: TrainConfig, since: float) -> StoredRun | None:
+        """The complete model of `config` in this folder if it was written at or after time `since`."""
+        run = self.get(config)
+        if run is None or run.shipped or not run.complete or run.path is None:
+            return None
+        try:
+            return run if run.path.stat().st_mtime >= since else None
+        except OSError:
+            return None
+
+    # ------------------------------------------------------------ runs that did not end (convae.resume)
+
+    def kept_path(self, config: TrainConfig) -> Path:
+        """Where a run of `config` keeps its last finished epoch: `<key>.resume` beside `<key>.pt`."""
+        return self.root / f"{config.key()}{resume.SUFFIX}"
+
+    @contextlib.contextmanager
+    def claim(self, config: TrainConfig, wait_s: float = 2.0) -> Iterator[None]:
+        """Hold `config`'s files for one training: RunBusyError if another training (another server or command
+        on this folder) holds them. Temporary files that a killed writer left for them are removed."""
+        claim = Claim(self.root / LOCKS / f"{config.key()}.lock")
+        if not claim.acquire(wait_s):
+            raise RunBusyError(
+                f"{config.key()} is being trained by another server or command that uses the runs folder "
+                f"{self.root}. Its model shows here when it is done."
+            )
+        try:
+            for name in (self.path_for(config).name, self.kept_path(config).name):
+                for part in remove_parts(self.root, name):
+                    log.info("removed %s, left by a write that was cut off", part.name)
+            yield
+        finally:
+            claim.release()
+
+    def in_use(self, config: TrainConfig) -> bool:
+        """True while a training (here or in another process) holds `config`'s files."""
+        return is_claimed(self.root / LOCKS / f"{config.key()}.lock")
+
+    def keep_epoch(self, state: EpochState) -> None:
+        """Write a run's state at an epoch end over the one before (atomic: a crash keeps one or the other)."""
+        resume.save_state(self.kept_path(state.config), state)
+
+    def load_epoch(self, config: TrainConfig) -> EpochState | None:
+        """The kept epoch of `config`, read afresh (None if there is none); ResumeError if it is unusable."""
+        path = self.kept_path(config)
+        return resume.load_state(path, config) if path.is_file() else None
+
+    def drop_epoch(self, config: TrainConfig) -> None:
+        self.kept_path(config).unlink(missing_ok=True)
+
+    def kept_epoch(self, config: TrainConfig) -> EpochState | None:
+        """For the pages: the kept epoch of `config` if it can be resumed (readable, not being trained)."""
+        path = self.kept_path(config)
+        if not path.is_file() or self.in_use(config):
+            return None
+        state = self._kept(path)
+        return state if state is not None and state.config.key() == config.key() else None
+
+    def kept_epochs(self) -> list[EpochState]:
+        """Every run of this folder that can be resumed (stopped or cut off), newest first."""
+        if not self.root.is_dir():
+            return []
+        paths = sorted(self.root.glob(f"*{resume.SUFFIX}"), key=_mtime, reverse=True)
+        states = [s for s in map(self._kept, paths) if s is not None]
+        return [s for s in states if not self.in_use(s.config)]
+
+    def _kept(self, path: Path) -> EpochState | None:
+        """A kept epoch, cached while the file is unchanged; None (and a log line) when it is unusable."""
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            hit = self._kept_cache.get(path)
+        if hit and hit[0] == stamp:
+            return hit[1]
+        try:
+            state = resume.load_state(path)
+        except ResumeError as e:
+            log.warning("%s It cannot be resumed; training that configuration starts from scratch.", e)
+            state = None
+        with self._lock:
+            self._kept_cache[path] = (stamp, state)
+        return state
+
+
+def _mtime(path: Path) -> int:
+    """When a file was last written (0 for a file that went in the meantime)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0

@@ -15,83 +15,30 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from convae.analysis import blank_mse
-from convae.collapse import CHECK_EVERY, CollapseWatch, clean_readings, clean_restarts, is_check_step, read_vitals
+from convae.collapse import CHECK_EVERY, CollapseWatch, Vitals, is_check_step, read_vitals
 from convae.config import TrainConfig as TrainConfig  # re-exported: most callers import it from here
 from convae.data import Splits, to_float
 from convae.engines import ENGINES as ENGINES  # re-exported: callers import these two from here too
 from convae.engines import EngineSpec, open_stepper
 from convae.engines import evaluate as evaluate
+from convae.history import History as History  # re-exported, as are Progress and TrainConfig
+from convae.history import Progress as Progress
 from convae.model import AutoEncoder
+from convae.resume import EpochState, capture
 
 REPORT_EVERY_S = 0.2  # progress events at least this often (the live chart gains ~5 points a second)
 PREVIEW_EVERY_S = 1.0  # "watch it learn" reconstructions this often
 _INIT_LOCK = threading.Lock()  # torch's global RNG: one run at a time seeds it and draws its weights
 MAX_RESTARTS = 6  # restarts after collapses before giving up (each costs about a hundred steps)
 # After this many collapsed seeds with PyTorch's default start, the next restart also starts the output at
-# the mean brightness (labelled; K = 1 collapsed on every one of 14 seeds with the default start).
+# the mean brightness (labelled; K = 1 collapsed on all 15 seeds tried with the default start).
 DEFAULT_START_SEEDS = 4
-
-
-@dataclass
-class Progress:
-    """One progress event. `kind` is 'start', 'step', 'epoch', 'restart' (a collapsed run starts again
-    with the next seed; `note` says so) or 'done'."""
-
-    kind: str
-    epoch: int  # 1-based epoch in progress (or just finished, for 'epoch')
-    epochs: int
-    step: int  # steps done in this epoch
-    steps_per_epoch: int
-    train_loss: float | None = None  # running average over this epoch so far
-    val_loss: float | None = None  # set on 'epoch' and 'done'
-    samples_per_s: float = 0.0
-    elapsed_s: float = 0.0
-    eta_s: float | None = None
-    preview: torch.Tensor | None = None  # (n, 28, 28) float reconstructions of fixed digits
-    note: str | None = None  # on 'restart': what happened, in words
-
-    @property
-    def global_step(self) -> int:
-        return (self.epoch - 1) * self.steps_per_epoch + self.step
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.global_step / max(1, self.epochs * self.steps_per_epoch))
-
-
-@dataclass
-class History:
-    """Loss history: running-loss points along the steps, one row per finished epoch, and the early
-    health readings (convae.collapse.Vitals) of this run and of any collapsed attempt before it."""
-
-    steps: list[int] = field(default_factory=list)
-    step_losses: list[float] = field(default_factory=list)
-    epochs: list[dict] = field(default_factory=list)  # {epoch, train_loss, val_loss, seconds}
-    vitals: list[dict] = field(default_factory=list)  # this run's readings in its first steps
-    restarts: list[dict] = field(default_factory=list)  # {seed, step, next_seed, note, vitals} per collapse
-    seed: int | None = None  # the seed this history was trained with (the asked one unless restarted)
-    mean_init: bool | None = None  # whether it started at the mean brightness (see TrainConfig.mean_init)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        return cls(
-            list(d.get("steps", [])),
-            list(d.get("step_losses", [])),
-            list(d.get("epochs", [])),
-            clean_readings(d.get("vitals")),  # read from files: malformed entries are dropped, lists bounded
-            clean_restarts(d.get("restarts")),
-            d.get("seed") if isinstance(d.get("seed"), int) else None,
-            d.get("mean_init") if isinstance(d.get("mean_init"), bool) else None,
-        )
 
 
 @dataclass
@@ -114,7 +61,12 @@ class _CollapseSeen(Exception):  # noqa: N818 (internal signal from one attempt 
 
 
 class TrainingStopped(Exception):  # noqa: N818 (public name, used by jobs and tests)
-    """Raised when the stop flag was set; the partial model is discarded."""
+    """Raised when the stop flag was set. `kept` is the run as it stood at the end of its last finished
+    epoch (None when stopped during the first): the caller may keep that model, or resume from it."""
+
+    def __init__(self, message: str, kept: EpochState | None = None) -> None:
+        super().__init__(message)
+        self.kept = kept
 
 
 class NonFiniteLoss(RuntimeError):  # noqa: N818 (public name, used by jobs and tests)
@@ -160,8 +112,9 @@ class _Clock:
     """A run's clocks: wall time since the start; time in training steps alone, for samples/s (reports,
     previews and validation excluded); and when the last progress report and preview were made."""
 
-    def __init__(self, epochs: int, steps_per_epoch: int) -> None:
+    def __init__(self, epochs: int, steps_per_epoch: int, epochs_before: int = 0) -> None:
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+        self.steps_before = epochs_before * steps_per_epoch  # a resumed run's steps done before this start
         self.start = time.perf_counter()
         self.train_s = 0.0
         self.samples = 0
@@ -196,7 +149,7 @@ class _Clock:
         total = self.epochs * self.steps_per_epoch
         rate = self.samples / self.train_s if self.train_s > 0 else 0.0
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * (total - done) if done else None
+        eta = elapsed / (done - self.steps_before) * (total - done) if done > self.steps_before else None
         return Progress(
             kind, epoch, self.epochs, step, self.steps_per_epoch, samples_per_s=rate, elapsed_s=elapsed, eta_s=eta, **kw
         )
@@ -228,16 +181,22 @@ def train(
     stop: threading.Event | None = None,
     device: str = "auto",
     engine: str = "eager",
+    resume: EpochState | None = None,
+    on_epoch: Callable[[EpochState], None] | None = None,
 ) -> TrainResult:
-    """Train an auto-encoder from scratch by the assignment's recipe and return it with its history.
+    """Train an auto-encoder by the assignment's recipe and return it with its history: from scratch, or
+    from `resume` (a run kept at an epoch end, of this configuration) on, to the same end.
 
     `engine` (one of ENGINES, see convae.engines) picks how the steps run, never what they compute.
     A run that collapses into blank images in its first steps (convae.collapse) is handled as
     `config.on_collapse` says: started again with the next seed and the same recipe ('restart',
     recorded in the history and announced by a 'restart' event), stopped with Collapsed ('stop'),
     or left to go on ('continue'). Raises TrainingStopped when `stop` is set (checked between any
-    two steps) and NonFiniteLoss when the training or validation loss becomes NaN or infinite.
+    two steps; it carries the last finished epoch) and NonFiniteLoss when the training or validation
+    loss becomes NaN or infinite. `on_epoch` gets the run's state at the end of every epoch, to keep.
     """
+    if resume is not None and resume.config.key() != config.key():
+        raise ValueError(f"Cannot resume {config.key()} from a run of {resume.config.key()}.")
     spec = EngineSpec.parse(engine)
     emit = on_event or (lambda _p: None)
     dev = pick_device(device)
@@ -246,15 +205,25 @@ def train(
         val_x=splits.val_images.to(dev),
         preview_x=to_float(splits.val_images[preview_indices(splits.val_labels)].to(dev)),
     )
-    started = time.perf_counter()
+    started = time.perf_counter() - (resume.seconds if resume else 0.0)
     blank = blank_mse(data.train_x.cpu())
-    restarts: list[dict] = []
-    attempt = config
+    # A resumed run goes on with the seed and start actually in use, after the restarts it had already.
+    restarts: list[dict] = list(resume.history.restarts) if resume else []
+    attempt = resume.attempt if resume else config
+
+    def keep(state: EpochState) -> None:
+        """An epoch ended: its state, as the configuration asked for knows it, to the caller."""
+        state.config, state.seconds = config, time.perf_counter() - started
+        state.history.restarts = list(restarts)
+        if on_epoch is not None:
+            on_epoch(state)
+
     while True:
         watch = CollapseWatch(blank)
         try:
-            result = _train_once(attempt, data, spec, emit, stop, watch)
+            result = _train_once(attempt, data, spec, emit, stop, watch, resume, keep)
         except _CollapseSeen as seen:
+            resume = None  # the next seed starts from scratch
             note = (
                 f"seed {attempt.seed} collapsed at step {seen.step} (blank output, loss stuck at the all-black "
                 f"{blank:.3f})"
@@ -296,22 +265,37 @@ def _train_once(
     emit: Callable[[Progress], None],
     stop: threading.Event | None,
     watch: CollapseWatch,
+    resume: EpochState | None,
+    keep: Callable[[EpochState], None],
 ) -> TrainResult:
-    """One attempt of the recipe with config.seed; raises _CollapseSeen when `watch` calls a collapse
-    and config.on_collapse is not 'continue'."""
+    """One attempt of the recipe with config.seed, from scratch or from `resume`; raises _CollapseSeen
+    when `watch` calls a collapse and config.on_collapse is not 'continue'."""
     train_x = data.train_x
     dev = train_x.device
     n, bs = train_x.shape[0], config.batch_size
     steps_per_epoch = math.ceil(n / bs)
     shuffle = torch.Generator().manual_seed(config.seed)
 
-    model = _initial_model(config, train_x).to(dev)
+    model = _initial_model(config, train_x)
+    if resume is not None:
+        model.load_state_dict(resume.weights)
+    model = model.to(dev)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)  # the convolution weights; undone at the end
     fused = dev.type in ("cpu", "cuda")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused, capturable=spec.graph)
     history = History(seed=config.seed, mean_init=config.mean_init)
-    clock = _Clock(config.epochs, steps_per_epoch)
+    kept = resume  # the last finished epoch: what a Stop keeps
+    if resume is not None:  # everything the next epoch depends on, as it was at the end of resume.epoch
+        groups = optimizer.state_dict()["param_groups"]  # this engine's own Adam settings
+        optimizer.load_state_dict({"state": resume.adam_state(list(model.parameters())), "param_groups": groups})
+        shuffle.set_state(resume.shuffle)
+        history = History.from_dict(resume.history.to_dict())
+        history.restarts = []  # train() puts them back at the end, as for a run never interrupted
+        for reading in history.vitals:
+            watch.update(Vitals(**reading))
+    first = resume.epoch + 1 if resume is not None else 1
+    clock = _Clock(config.epochs, steps_per_epoch, first - 1)
 
     @torch.no_grad()
     def preview() -> torch.Tensor:
@@ -338,16 +322,16 @@ def _train_once(
             raise _CollapseSeen(global_step, history.vitals)
 
     with open_stepper(spec, model, optimizer, nn.MSELoss(), train_x, bs) as stepper:
-        emit(clock.event("start", 1, 0, preview=preview()))
+        emit(clock.event("start", first, 0, preview=preview()))
         clock.started()
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(first, config.epochs + 1):
             epoch_start = time.perf_counter()
             stepper.start_epoch(epoch_order(n, shuffle))
             model.train()
             clock.steps_begin()
             for step in range(steps_per_epoch):
                 if stop is not None and stop.is_set():
-                    raise TrainingStopped(f"stopped at epoch {epoch}, step {step}")
+                    raise TrainingStopped(f"stopped at epoch {epoch}, step {step}", kept)
                 clock.samples += stepper.step(step)
                 global_step = (epoch - 1) * steps_per_epoch + step + 1
                 if is_check_step(global_step):
@@ -364,6 +348,8 @@ def _train_once(
                 raise NonFiniteLoss(_nonfinite_message("validation loss", val_loss, where, config))
             seconds = time.perf_counter() - epoch_start
             history.epochs.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds})
+            kept = capture(config, epoch, model, optimizer, shuffle, history)
+            keep(kept)  # before the event: the caller holds epoch k's state before anyone hears that it ended
             ends = clock.event(
                 "epoch", epoch, steps_per_epoch, train_loss=train_loss, val_loss=val_loss, preview=preview()
             )
@@ -375,6 +361,11 @@ def _train_once(
     last = history.epochs[-1]
     emit(clock.event("done", config.epochs, steps_per_epoch, train_loss=last["train_loss"], val_loss=last["val_loss"]))
     return TrainResult(config, model, history, seconds, str(dev))
+
+
+def kept_result(state: EpochState) -> TrainResult:
+    """The model of a kept epoch as a TrainResult (to store the model of a stopped run)."""
+    return TrainResult(state.config, state.build_model(), state.history, state.seconds, state.device)
 
 
 def _nonfinite_message(what: str, value: float, where: str, config: TrainConfig) -> str:

@@ -20,7 +20,9 @@ def main() -> None:
     for mean_init in (False, True):
         for k in (2, 32):
             for seed in range(4):
-                config = TrainConfig(k=k, epochs=1, train_size=10000, seed=seed, mean_init=mean_init)
+                config = TrainConfig(
+                    k=k, epochs=1, train_size=10000, seed=seed, mean_init=mean_init, on_collapse="continue"
+                )
                 loss = train(config, splits).history.epochs[-1]["val_loss"]
                 start = "mean brightness" if mean_init else "default"
                 print(

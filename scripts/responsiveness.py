@@ -34,7 +34,7 @@ from convae.store import RunStore
 from convae.synthetic import make_synthetic
 from convae.train import TrainConfig
 from tests.support.chromium import launch
-from tests.support.pages import PAGES, click_page_link, close_session, open_session, sidebar
+from tests.support.pages import PAGES, STOPPED, click_page_link, close_session, open_session, sidebar
 from tests.support.server import PROJECT, Server, log_problems
 
 TARGETS = {"train_to_first_point": 1.0, "page_switch": 1.0, "latent_page": 1.5, "rss_gib": 1.5}
@@ -118,7 +118,7 @@ async def measure(url: str, server: Server, val_points: int) -> dict:
         out["rss_training"] = server.peak_rss
         t0 = time.perf_counter()
         await sidebar(page).get_by_role("button", name="Stop").click()
-        await page.get_by_text("Stopped. Nothing was saved").wait_for(timeout=30_000)
+        await page.get_by_text(STOPPED).wait_for(timeout=30_000)
         out["stop"] = time.perf_counter() - t0
         await close_session(page)
         await browser.close()

@@ -9,9 +9,12 @@ Starts `streamlit run dashboard.py` on a free localhost port (data from data/ or
 a fresh, temporary run store, so that only the shipped model and the runs made here appear), opens
 it in Debian's Chromium (Playwright) with a 1500 x 1000 viewport, and on each page does what shows it
 best: a point of the latent space clicked, a cell of Figure 2 selected and α moved, a point of the
-latent walk clicked, a '3' drawn on the canvas. Unless --no-extra-runs, it first trains two quick
-demo runs (K = 8 and K = 16 on 1,000 images) so that the Compare page has something to compare.
-Prints how long each page took to draw, including the latent space with all 10,000 codes.
+latent walk clicked, a '3' drawn on the canvas, a digit of the inside view clicked, PCA beside the
+auto-encoder (pca-reconstructions.png, and pca-latent.png at K = 2). Unless --no-extra-runs, it first
+trains two quick demo runs (K = 8 and K = 16 on 1,000 images) so that the Compare page has something
+to compare, and runs with the quick preset at K = 2, 4, 16 and 64 for the sweep page (and the K = 2
+picture); about five minutes in all. Prints how long each page took to draw, including the latent
+space with all 10,000 codes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ from tests.support.server import PROJECT, Server
 WAIT_MS = 120_000
 # Quick demos beside the shipped K = 10 model. (With seed 0 and 1,000 images, K = 2, 3, 4, 6 and 32 stay
 # stuck on a blank output, the sigmoid saturated at 0; K = 8 and 16 learn.)
-EXTRA_RUNS = [["--k", "8"], ["--k", "16"]]
+EXTRA_RUNS = [
+    ["--k", "8", "--train-size", "1000", "--epochs", "10"],
+    ["--k", "16", "--train-size", "1000", "--epochs", "10"],
+]
+# The quick preset (convae.presets) at a few K, for the sweep page and the K = 2 latent picture.
+QUICK = ["--epochs", "1", "--batch-size", "128", "--lr", "0.003", "--mean-init"]
+SWEEP_RUNS = [["--k", str(k), *QUICK] for k in (2, 4, 16, 64)]
+QUICK_K2 = "k=2&epochs=1&batch_size=128&lr=0.003&mean_init=1"  # the sidebar's address for the K = 2 run
 
 # True once the latent scatter holds all 10,000 validation codes (its first ten traces, one per class).
 ALL_CODES_DRAWN_JS = """() => { const g = document.querySelector('.js-plotly-plot');
@@ -57,26 +67,16 @@ TYPICAL_DOT_JS = """(cls) => {
 
 
 def train_extra_runs(runs: Path) -> None:
-    for args in EXTRA_RUNS:
+    for args in EXTRA_RUNS + SWEEP_RUNS:
         name = "-".join(a.strip("-") for a in args)
-        cmd = [
-            sys.executable,
-            "-m",
-            "convae",
-            "train",
-            *args,
-            "--train-size",
-            "1000",
-            "--epochs",
-            "10",
-            "--out",
-            str(runs / name),
-        ]
+        if list((runs / name).glob("*.pt")):
+            continue  # kept from an earlier call with --runs
+        cmd = [sys.executable, "-m", "convae", "train", *args, "--out", str(runs / name)]
         print("training a quick demo run:", " ".join(cmd[1:]), flush=True)
-        # One intra-op thread: a small model trains fastest so on a small, shared machine.
-        subprocess.run(
-            cmd, cwd=PROJECT, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
-        )
+        # One intra-op thread for the small 1,000-image runs: a small model trains fastest so on a small,
+        # shared machine. The quick-preset runs (60,000 images) use torch's default.
+        env = {**os.environ, "OMP_NUM_THREADS": "1"} if args in EXTRA_RUNS else None
+        subprocess.run(cmd, cwd=PROJECT, check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def go_to(page, section: str, path: str, heading: str) -> float:
@@ -86,6 +86,13 @@ def go_to(page, section: str, path: str, heading: str) -> float:
     page.locator(f'a[data-testid="stTopNavDropdownLink"][href$="/{path}"]').click()
     page.locator("h1", has_text=heading).wait_for()
     return time.perf_counter() - t
+
+
+def charts_drawn(page, n: int) -> None:
+    """Wait until the page holds at least n plotly charts with their data drawn."""
+    page.wait_for_function(
+        "(n) => [...document.querySelectorAll('.js-plotly-plot')].filter(g => g._fullData).length >= n", arg=n
+    )
 
 
 def click_data_point(page, chart: int, x: float, y: float) -> None:
@@ -109,10 +116,37 @@ def shoot(page, out: Path, name: str) -> None:
     print(f"wrote {out / f'{name}.png'}", flush=True)
 
 
+def lesson_pages(page, url: str, out: Path, timings: dict[str, float]) -> None:
+    """The sweep, the inside view (digit #13 clicked), and PCA beside the auto-encoder."""
+    timings["Bottleneck sweep"] = go_to(page, "Explore further", "sweep", "Bottleneck sweep")
+    charts_drawn(page, 2)
+    shoot(page, out, "sweep")
+
+    timings["Inside the network"] = go_to(page, "Explore further", "inside", "Inside the network")
+    charts_drawn(page, 2)
+    cell = page.evaluate("""() => { const d = document.querySelectorAll('.js-plotly-plot')[0]._fullData[1];
+        const i = d.customdata.findIndex(c => c[0] === 1 && c[1] === 3); return [d.x[i], d.y[i]]; }""")
+    click_data_point(page, 0, *cell)
+    page.get_by_text("input: image #13").wait_for()
+    shoot(page, out, "inside")
+
+    go_to(page, "The assignment", "reconstructions", "Reconstructions (Figure 1)")
+    page.get_by_role("heading", name="The linear baseline: PCA with 10 components").scroll_into_view_if_needed()
+    charts_drawn(page, 2)
+    shoot(page, out, "pca-reconstructions")
+
+    page.goto(f"{url}/latent?{QUICK_K2}")  # the quick K = 2 run: its plane beside PCA's
+    charts_drawn(page, 2)
+    shoot(page, out, "pca-latent")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=PROJECT / "docs" / "screenshots")
-    parser.add_argument("--no-extra-runs", action="store_true", help="do not train the two quick demo runs")
+    parser.add_argument("--no-extra-runs", action="store_true", help="do not train the quick demo runs")
+    parser.add_argument(
+        "--runs", type=Path, default=None, help="keep the demo runs in this folder (trained only if missing)"
+    )
     args = parser.parse_args()
     problem = missing_browser()
     if problem:
@@ -122,7 +156,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="convae-shots-") as tmp:
-        runs = Path(tmp) / "runs"
+        runs = args.runs or Path(tmp) / "runs"
         if not args.no_extra_runs:
             train_extra_runs(runs)
         with Server(data_root(), runs, Path(tmp) / "server.log") as server, sync_playwright() as p:
@@ -154,6 +188,7 @@ def main() -> None:
             shoot(page, args.out, "latent")
 
             timings["Mixtures"] = go_to(page, "The assignment", "mixtures", "Mixtures of classes (Figure 2)")
+            charts_drawn(page, 1)
             cell = page.evaluate("""() => { const d = document.querySelector('.js-plotly-plot')._fullData[1];
                 const i = d.customdata.findIndex(c => c[0] === 4 && c[1] === 9); return [d.x[i], d.y[i]]; }""")
             click_data_point(page, 0, *cell)
@@ -166,6 +201,7 @@ def main() -> None:
             shoot(page, args.out, "mixtures")
 
             timings["Latent walk"] = go_to(page, "Explore further", "walk", "Walk the latent space")
+            charts_drawn(page, 1)
             # Click the lattice point nearest to the middle of the class means of 4 and 9.
             target = page.evaluate("""() => { const all = document.querySelector('.js-plotly-plot')._fullData;
                 const m = all.find(t => String(t.name).startsWith('class means'));
@@ -196,6 +232,8 @@ def main() -> None:
             timings["Compare runs"] = go_to(page, "Explore further", "compare", "Compare runs")
             page.locator(".js-plotly-plot").first.wait_for()
             shoot(page, args.out, "compare")
+
+            lesson_pages(page, url, args.out, timings)
             browser.close()
         log = (Path(tmp) / "server.log").read_text()
         if "Traceback" in log:

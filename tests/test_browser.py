@@ -225,7 +225,7 @@ def test_a_class_session_in_chromium(server: str, capsys: pytest.CaptureFixture)
                 timings,
                 "to Latent space",
                 ("The assignment", "latent", "Latent space"),
-                page.locator(".js-plotly-plot"),
+                page.locator(".js-plotly-plot").first,  # the codes; a PCA plane of the images below
             )
             # A dot of class 0, the one farthest from every class-mean star (a star would take the click).
             x, y = page.evaluate(FREE_DOT_JS, 0)

@@ -65,7 +65,10 @@ class FakeTrain:
     def wait_started(self, config: TrainConfig, times: int = 1) -> None:
         assert wait_until(lambda: self.starts(config) >= times), f"{config.key()} never started"
 
-    def __call__(self, config, _splits, on_event=None, stop=None, _device="auto") -> TrainResult:
+    def __call__(
+        self, config, _splits, on_event=None, stop=None, _device="auto", resume=None, on_epoch=None
+    ) -> TrainResult:
+        assert resume is None and on_epoch is not None  # the fake keeps no epoch: it never finishes one early
         emit = on_event or (lambda _p: None)
         with self.lock:
             self.started.append(config)
@@ -258,7 +261,8 @@ def test_asking_again_while_a_cancel_is_pending_trains_anew(make_manager, fake: 
     assert second != first
     assert mgr.active_for(a) == second
     fake.release(a)
-    assert mgr.wait(first, WAIT_S).state is JobState.CANCELLED
+    # The stop came too late for the first run: it ended, and what it learned is kept, not thrown away.
+    assert mgr.wait(first, WAIT_S).state is JobState.DONE
     assert mgr.wait(second, WAIT_S).state is JobState.DONE
     assert mgr.store.get(a) is not None
 

@@ -60,8 +60,9 @@ def test_quick_load_test_passes_its_checks(tmp_path: Path) -> None:
     assert [s["final"] for s in stopped] == ["cancelled"], sessions
     done_configs = {s["config"] for s in sessions if not s["stop"]}
     assert len(done_configs) == 1 and all(s["final"] == "done" for s in sessions if not s["stop"]), sessions
-    assert res["checkpoints"] == sorted(done_configs)  # the finished job saved, the stopped one did not
-    assert stopped[0]["config"] not in res["checkpoints"]
+    # The finished job saved; the stopped one kept at most the model of its last finished epoch (the
+    # script checked that that one is marked stopped, not complete).
+    assert done_configs <= set(res["checkpoints"]) <= done_configs | {stopped[0]["config"]}
 
     # Every session went to a page and back while the jobs ran, and each switch drew its page (timed).
     for s in sessions:

@@ -222,6 +222,7 @@ def test_state_dict_shapes_match_the_model(sizes: tuple[int, int, int]) -> None:
         state_dict_shapes(6000, 6000, 10)
 
 
+@pytest.mark.slow  # a subprocess: a few seconds to import torch
 def test_command_line_refuses_a_huge_size_at_once_in_one_line(tmp_path: Path) -> None:
     """`python -m convae train --q1 100000`: exit code 2, one line naming Q1 and its range, nothing done."""
     env = {**os.environ, "CONVAE_DATA_DIR": str(tmp_path / "data"), "CONVAE_RUNS_DIR": str(tmp_path / "runs")}

@@ -2,18 +2,20 @@
 
 A refreshed tab keeps its configuration (it lives in the page's address) and so finds its training
 again; an address with values the sidebar cannot show falls back to the defaults for those; Stop
-ends the job and the page says "Stopped.". docs/reliability.md lists the faults tried by hand, and
+ends the job and the page says what was kept. docs/reliability.md lists the faults tried by hand, and
 scripts/loadtest.py (tests/test_loadtest.py) those that need several browsers at once.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+import convae.engines as engines
 from ui.services import services
 
 DASHBOARD = str(Path(__file__).resolve().parent.parent / "dashboard.py")
@@ -58,13 +60,26 @@ def test_values_the_sidebar_cannot_show_are_ignored() -> None:
     assert sidebar_config(at).startswith("Q1=32, Q2=16, K=10 · 10 epochs · lr 0.001 · batch 32")
 
 
-def test_stop_ends_the_job_and_the_page_says_stopped(app_env: Path) -> None:
-    """Stop cancels the running job, nothing is saved, and the page says "Stopped." with Train enabled.
+def slow_steps(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Every training step takes at least `seconds`: the test, not the machine, decides where Stop lands."""
+    real = engines.EagerSteps.step
+
+    def slow(self, step: int) -> int:
+        time.sleep(seconds)
+        return real(self, step)
+
+    monkeypatch.setattr(engines.EagerSteps, "step", slow)
+
+
+def test_stop_in_the_first_epoch_keeps_nothing_and_says_so(app_env: Path, monkeypatch) -> None:
+    """Stop cancels the running job; in its first epoch nothing is kept, and the page says so, with Train
+    enabled. (A Stop after an epoch keeps that epoch's model: tests/test_app_resume.py.)
 
     How soon (the Stop button waits up to a second, so the click's own rerun usually shows it) depends
     on the machine's load: scripts/responsiveness.py and scripts/loadtest.py print that time."""
+    slow_steps(monkeypatch, 0.5)  # 10 steps of 0.5 s: the first epoch lasts 5 s at least
     at = AppTest.from_file(DASHBOARD, default_timeout=60)
-    for key, value in {"q1": 128, "q2": 128, "k": 64, "epochs": 30}.items():  # seconds of training
+    for key, value in {"q1": 4, "q2": 4, "k": 2, "epochs": 3}.items():
         at.session_state[key] = value
     at.run()
     at.button(key="train_button").click().run()
@@ -73,10 +88,12 @@ def test_stop_ends_the_job_and_the_page_says_stopped(app_env: Path) -> None:
     view = jobs.snapshot(job_id)
     assert view is not None and view.state.active
     at.button(key="stop_button").click().run()
-    assert jobs.wait(job_id, timeout=60).state == "cancelled"
+    view = jobs.wait(job_id, timeout=60)
+    assert view.state == "cancelled" and view.stopped_after is None and view.epochs == []
     at.run()  # the page once the job has ended, however long that took
     assert not at.exception
     warnings = [w.value for w in at.warning]
-    assert any(w.startswith("Stopped. Nothing was saved") for w in warnings), warnings
+    assert any(w.startswith("Stopped during the first epoch: nothing was kept") for w in warnings), warnings
     assert not at.button(key="train_button").disabled
-    assert list(app_env.rglob("*.pt")) == []  # a stopped run saves nothing
+    assert at.button(key="train_button").label == "Train"  # nothing to resume
+    assert list(app_env.rglob("*.pt")) == [] and list(app_env.rglob("*.resume")) == []

@@ -5,7 +5,9 @@
 - `sidebar`: the configuration's controls, Train / Stop
 - `results`: each model's cached analysis and the small computations behind the pages' controls
 - `training`: the Train page's blocks about jobs
-- `charts`, `latent_charts`: every Plotly figure
+- `baseline`: PCA of the images, the linear baseline (fitted once per data set and server)
+- `sweep`: the sweep page's series, clicks and "fill the gaps"; `network`: the inside view's pictures
+- `charts`, `latent_charts`, `lesson_charts`: every Plotly figure
 - `images`: pictures for `st.image`
 
 Heavy objects live in `st.cache_resource` (one per server process); per-browser choices live in

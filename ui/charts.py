@@ -7,6 +7,7 @@ nothing themselves; pages pass them to `st.plotly_chart`.
 from __future__ import annotations
 
 import base64
+import math
 
 import numpy as np
 import plotly.graph_objects as go
@@ -34,8 +35,11 @@ def loss_figure(
     steps_per_epoch: int,
     log_y: bool = False,
     title: str | None = None,
+    baseline: float | None = None,
+    k: int | None = None,
 ) -> go.Figure:
-    """Running training loss over steps and validation loss at the end of each epoch."""
+    """Running training loss over steps and validation loss at the end of each epoch; with `baseline`,
+    a dashed horizontal line at PCA's validation MSE with the model's K components (`k`)."""
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
@@ -68,7 +72,27 @@ def loss_figure(
         legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"},
         uirevision="loss",
     )
+    if baseline is not None:
+        label = f"PCA with {k} component{'s' if k != 1 else ''}" if k else "PCA baseline"
+        add_baseline(fig, baseline, label, log_y)
     return use_log_axis(fig) if log_y else fig
+
+
+def add_baseline(fig: go.Figure, mse: float, label: str, log_y: bool) -> None:
+    """PCA's validation MSE as a dashed horizontal line across the whole chart, labelled at its right end.
+    (The label is placed by hand: on a log axis an annotation's y is log10 of the value, which
+    `add_hline`'s own annotation does not take into account.)"""
+    fig.add_hline(y=mse, line={"color": "#555555", "width": 2, "dash": "dash"})
+    fig.add_annotation(
+        x=1,
+        xref="paper",
+        xanchor="right",
+        y=math.log10(mse) if log_y else mse,
+        yanchor="bottom",
+        text=f"{label}: {mse:.4f}",
+        showarrow=False,
+        font={"color": "#333333", "size": 13},
+    )
 
 
 def runs_loss_figure(runs: list[StoredRun]) -> go.Figure:
@@ -167,16 +191,18 @@ def _image_trace(rgb: np.ndarray) -> go.Image:
     return go.Image(source=f"data:image/png;base64,{encoded}", hoverinfo="skip")
 
 
-def pairs_grid_figure(originals: np.ndarray, recons: np.ndarray, hover: list[str], height: int = 560) -> go.Figure:
-    """Figure 1 as an interactive picture: 10 x 10 (original | reconstruction) pairs, hover per pair."""
+def pairs_grid_figure(
+    originals: np.ndarray, recons: np.ndarray, hover: list[str], height: int = 560, pca: np.ndarray | None = None
+) -> go.Figure:
+    """Figure 1 as an interactive picture: 10 x 10 (original | reconstruction) pairs, hover per pair;
+    with `pca`, triples (original | auto-encoder | PCA)."""
     n = originals.shape[0]
     cols = 10
-    grid = make_grid(
-        pairs_image(torch.as_tensor(originals), torch.as_tensor(recons)), nrow=cols, padding=4, pad_value=1.0
-    )
+    sets = [torch.as_tensor(recons)] + ([torch.as_tensor(pca)] if pca is not None else [])
+    grid = make_grid(pairs_image(torch.as_tensor(originals), *sets), nrow=cols, padding=4, pad_value=1.0)
     rgb = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     fig = go.Figure(_image_trace(rgb))
-    w, h, pad = 57, 28, 4
+    w, h, pad = 29 * (1 + len(sets)) - 1, 28, 4
     fig.add_trace(
         go.Scatter(
             x=[pad + (i % cols) * (w + pad) + w / 2 for i in range(n)],

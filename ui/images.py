@@ -41,3 +41,43 @@ def drawn_ink(canvas_result: object) -> torch.Tensor | None:
     rgba = np.asarray(image_data, dtype=np.float32)
     ink = torch.from_numpy(rgba[..., :3].mean(axis=2) / 255 * (rgba[..., 3] / 255))
     return ink if float(ink.max()) >= 0.1 else None
+
+
+# Colour maps as a few anchor colours, interpolated: "magma"-like for activations (black = nothing), and
+# blue-white-red for signed weights (white = 0).
+_SEQUENTIAL = np.array([[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]], dtype=np.float32)
+_DIVERGING = np.array([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]], np.float32)
+
+
+def colourise(values: np.ndarray, diverging: bool = False) -> np.ndarray:
+    """Values in [0, 1] (or [-1, 1] with `diverging`) as RGB uint8 through a colour map."""
+    anchors = _DIVERGING if diverging else _SEQUENTIAL
+    t = (np.clip(values, -1, 1) + 1) / 2 if diverging else np.clip(values, 0, 1)
+    pos = t * (len(anchors) - 1)
+    lo = np.clip(np.floor(pos).astype(int), 0, len(anchors) - 2)
+    frac = (pos - lo)[..., None]
+    return (anchors[lo] * (1 - frac) + anchors[lo + 1] * frac).round().astype(np.uint8)
+
+
+def tiled_maps(
+    maps: torch.Tensor, tile: int = 56, cols: int = 8, diverging: bool = False, per_map: bool = False
+) -> np.ndarray:
+    """Maps (C, h, w) as one RGB picture: a grid of `cols` columns of tiles about `tile` pixels wide,
+    4-px grey gaps. One colour scale for all maps (the largest value, or the largest magnitude with
+    `diverging`), so that a dark tile is a map that did not respond; or with `per_map`, one per map."""
+    arr = maps.detach().float().numpy()
+    c, h, w = arr.shape
+    mag = np.abs(arr) if diverging else arr
+    top = mag.reshape(c, -1).max(axis=1)[:, None, None] if per_map else np.full((1, 1, 1), mag.max())
+    scaled = np.divide(arr, top, out=np.zeros_like(arr), where=top > 0)
+    scale = max(1, tile // max(h, w))
+    cols = min(cols, c)
+    rows = -(-c // cols)
+    gap = 4
+    th, tw = h * scale, w * scale
+    out = np.full((rows * (th + gap) - gap, cols * (tw + gap) - gap, 3), 190, dtype=np.uint8)
+    for i in range(c):
+        r, q = divmod(i, cols)
+        big = np.kron(scaled[i], np.ones((scale, scale), dtype=np.float32))
+        out[r * (th + gap) : r * (th + gap) + th, q * (tw + gap) : q * (tw + gap) + tw] = colourise(big, diverging)
+    return out

@@ -218,3 +218,20 @@ def drawing_figure(
         )
     )
     return fig
+
+
+def image_plane_figure(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    means_2d: np.ndarray,
+    axis_titles: tuple[str, str],
+    height: int,
+    dense: bool,
+) -> go.Figure:
+    """The validation images on PCA's plane (the linear baseline), drawn as the class map; `dense`: every
+    image, as opaque as the learned plane's dots, for a side-by-side comparison."""
+    fig = class_map(coords, labels, class_names, means_2d, axis_titles, height, sample=len(coords) if dense else 3000)
+    if dense:
+        fig.update_traces(marker_opacity=0.55, selector={"mode": "markers"})
+    return fig

@@ -134,6 +134,7 @@ def runs_table(runs: list[StoredRun]) -> pd.DataFrame:
                 "Q2": r.config.q2,
                 "K": r.config.k,
                 "epochs": len(r.history.epochs),
+                "state": r.label or "complete",
                 "learning rate": r.config.lr,
                 "batch": r.config.batch_size,
                 "images": r.config.train_size or 60000,

@@ -85,16 +85,18 @@ def sidebar() -> TrainConfig:
             st.button("Back to the assignment's defaults", on_click=reset_to_defaults, width="stretch")
     run = svc.store.get(config)
     active = svc.jobs.active_for(config)
+    kept = svc.store.kept_epoch(config) if not active else None  # a run that did not finish: Train resumes it
     with buttons:
         c1, c2 = st.columns(2)
         c1.button(
-            "Retrain" if run else "Train",
+            "Resume" if kept else "Retrain" if run else "Train",
             type="primary",
             width="stretch",
             key="train_button",
             on_click=_on_train,
             disabled=active is not None,
-            help="Train this configuration in the background (the Train page shows it live).",
+            help="Train this configuration in the background (the Train page shows it live). A run that did not "
+            "finish goes on from its last finished epoch (the Train page also offers to start over).",
         )
         c2.button(
             "Stop",
@@ -116,12 +118,16 @@ def sidebar() -> TrainConfig:
                 "it learned nothing. Change the seed and train again.",
                 icon=":material/warning:",
             )
+        elif run and not run.complete:
+            st.warning(f"Model {run.label} · validation MSE **{run.val_loss:.4f}**", icon=":material/pause_circle:")
         elif run:
             st.success(
                 f"{'Shipped' if run.shipped else 'Trained'} model · {len(run.history.epochs)} epochs · "
                 f"validation MSE **{run.val_loss:.4f}**",
                 icon=":material/check_circle:",
             )
+        elif kept:
+            st.warning(f"No model yet: the run was {kept.label}. Press **Resume**.", icon=":material/pause_circle:")
         elif not active:
             st.warning("No model for this configuration yet. Press **Train**.", icon=":material/info:")
         st.caption(describe(config))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import streamlit as st
 
 from convae.jobs import JobState, JobView
+from convae.store import StoredRun
 from convae.train import History, TrainConfig
 from ui.charts import collapse_figure
+from ui.results import checkpoint_bytes, history_csv
 from ui.services import blank_warning, looks_blank_so_far, services
 from ui.state import describe, select_config
 
@@ -51,13 +53,14 @@ def outcome(view: JobView) -> None:
             icon=":material/check_circle:",
         )
     elif view.state is JobState.CANCELLED:
-        st.warning(
-            "Stopped. Nothing was saved; the pages show the previous model, if any.",
-            icon=":material/stop_circle:",
-        )
+        st.warning(stopped_text(view), icon=":material/stop_circle:")
     elif view.state is JobState.FAILED:
         reason = (view.error or "unknown error").rstrip(".")
-        st.error(f"Training failed: {reason}. Nothing was saved.", icon=":material/error:")
+        kept = services().store.kept_epoch(view.config)
+        after = f" Epoch {kept.epoch} of {kept.epochs} is kept: **Resume** below goes on from it." if kept else ""
+        st.error(f"Training failed: {reason}.{after or ' Nothing was saved.'}", icon=":material/error:")
+    for note in view.notes:
+        st.warning(note, icon=":material/save:")
     if looks_blank_so_far(view):
         last_val = view.epochs[-1]["val_loss"]
         st.warning(
@@ -65,6 +68,32 @@ def outcome(view: JobView) -> None:
             f"all-black image). If this does not change in the next epoch, press **Stop**, change "
             "the seed and train again.",
             icon=":material/warning:",
+        )
+
+
+def stopped_text(view: JobView) -> str:
+    """What a Stop kept: the model of the last finished epoch (resumable), or nothing in the first epoch."""
+    n, total = view.stopped_after, view.config.epochs
+    if n is None:
+        return (
+            "Stopped during the first epoch: nothing was kept (a model is kept from the end of the first epoch "
+            "on). The pages show the previous model, if any."
+        )
+    if view.run is None:
+        return f"Stopped after epoch {n} of {total}. The complete model of this configuration, trained before, stays."
+    return (
+        f"Stopped after epoch {n} of {total}: the model of epoch {n} is kept as a stored run, and the other pages "
+        f"show it. **Resume** below trains the other {total - n} epochs."
+    )
+
+
+def downloads(run: StoredRun) -> None:
+    """Download buttons for a stored run's loss history (CSV) and its checkpoint file."""
+    name = run.config.key()
+    st.download_button("Download the loss history (CSV)", history_csv(run), f"{name}-losses.csv", "text/csv")
+    if run.path is not None:
+        st.download_button(
+            "Download the checkpoint (.pt)", checkpoint_bytes(run), run.path.name, "application/octet-stream"
         )
 
 
@@ -92,10 +121,13 @@ WHY_IT_COLLAPSED = (
 )
 
 
-def restart_notes(notes: list[str]) -> None:
-    """One line per restart after a collapse ("seed 0 collapsed at step 100, restarted with seed 1")."""
+def restart_notes(notes: list[str], seed: int | None = None) -> None:
+    """One line per restart after a collapse ("seed 0 collapsed at step 100, restarted with seed 1"); for
+    a finished run without one (`seed` given), a line saying that its seed learned from the start."""
     for note in notes:
         st.info(f"Restarted: {note}.", icon=":material/restart_alt:")
+    if not notes and seed is not None:
+        st.caption(f"No restart: seed {seed} learned from its first start (no collapse into blank images).")
 
 
 def why_it_collapsed(history: History, blank: bool) -> None:

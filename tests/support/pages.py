@@ -20,6 +20,8 @@ PAGES = {  # navigation title -> (section of the top navigation, heading the pag
     "Compare runs": ("Explore further", "Compare runs"),
 }
 SETUP_WAIT_S = 20  # for the sidebar to show a change (every change reruns the script)
+# What the Train page says once Stop has ended a job (in its first epoch, or after a finished one).
+STOPPED = re.compile(r"Stopped (during the first epoch|after epoch \d+ of \d+)")
 
 
 async def open_session(browser, url: str, timeout_s: float = 60):
@@ -144,7 +146,7 @@ def acknowledged(page):
         "Starting…",
         "images/s",
         "Done: validation MSE",
-        "Stopped. Nothing was saved",
+        STOPPED,
         "Training failed",
     ]
     locator = page.get_by_text(texts[0])

@@ -17,6 +17,7 @@ from playwright.async_api import async_playwright
 from convae.train import TrainConfig
 from tests.support.chromium import launch
 from tests.support.pages import (
+    STOPPED,
     acknowledged,
     click_train,
     close_session,
@@ -132,7 +133,7 @@ async def _session(
         t0 = time.perf_counter()
         out.stop_at = time.time()
         await stop.click()
-        await page.get_by_text("Stopped. Nothing was saved").wait_for()
+        await page.get_by_text(STOPPED).wait_for()
         out.stop_s = time.perf_counter() - t0
         out.say(f"pressed Stop; 'Stopped.' after {out.stop_s:.2f} s")
     for title in plan.browse:
@@ -140,7 +141,7 @@ async def _session(
         out.switches.append(("Train", await switch_page(page, "Train")))
         out.say(f"switched to {title} and back: {out.switches[-2][1]:.2f} s, {out.switches[-1][1]:.2f} s")
     done = page.get_by_text("Done: validation MSE")
-    stopped = page.get_by_text("Stopped. Nothing was saved")
+    stopped = page.get_by_text(STOPPED)
     failed = page.get_by_text("Training failed")
     await done.or_(stopped).or_(failed).first.wait_for(timeout=job_timeout_s * 1000)
     out.final = "done" if await done.count() else "cancelled" if await stopped.count() else "failed"
