@@ -133,6 +133,7 @@ def test_endless_collapses_give_up_with_a_reason(splits, monkeypatch) -> None:
 @pytest.mark.usefixtures("isolated_dirs")
 def test_the_job_manager_restarts_and_the_store_keeps_the_notes(tmp_path, data_root, monkeypatch) -> None:
     monkeypatch.setattr(engine, "CollapseWatch", Collapses(1))
+    monkeypatch.setattr(engine, "REPORT_EVERY_S", 0.0)  # a point of the curve at every step, however fast
     store = RunStore(tmp_path / "runs", shipped=None)
     jobs = JobManager(store, data_dir=data_root, max_concurrent=1, device="cpu")
     job = jobs.submit(tiny_config(**CONFIG))
