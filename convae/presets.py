@@ -20,6 +20,7 @@ FIELDS = ("epochs", "batch_size", "lr", "train_size", "mean_init")
 @dataclass(frozen=True)
 class Preset:
     name: str
+    short: str  # a button's text
     label: str
     epochs: int
     batch_size: int
@@ -38,9 +39,18 @@ _D = TrainConfig()
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("assignment", "the assignment's recipe", _D.epochs, _D.batch_size, _D.lr, _D.train_size, _D.mean_init),
-        Preset("quick", "quick look (about 20 s; not the assignment's)", 1, 128, 3e-3, None, True),
-        Preset("good", "good enough (about 1 min; not the assignment's)", 3, 128, 3e-3, None, True),
+        Preset(
+            "assignment",
+            "Recipe",
+            "the assignment's recipe",
+            _D.epochs,
+            _D.batch_size,
+            _D.lr,
+            _D.train_size,
+            _D.mean_init,
+        ),
+        Preset("quick", "Quick", "quick look (about 20 s; not the assignment's)", 1, 128, 3e-3, None, True),
+        Preset("good", "Good", "good enough (about 1 min; not the assignment's)", 3, 128, 3e-3, None, True),
     )
 }
 

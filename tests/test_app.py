@@ -97,12 +97,16 @@ def test_sidebar_has_every_control() -> None:
     assert at.sidebar.select_slider[0].value == 1e-3
     assert [s.label for s in at.sidebar.selectbox] == [
         "Data set",
-        "Training settings",
         "Batch size",
         "Training images",
         "If the model collapses into blank images",
     ]
-    assert at.sidebar.selectbox(key="preset").value == "assignment"
+    assert [at.sidebar.button(key=f"preset_{n}").label for n in ("assignment", "quick", "good")] == [
+        "Recipe",
+        "Quick",
+        "Good",
+    ]
+    assert any("Now: the assignment's recipe" in c for c in texts(at.sidebar.caption))
     assert at.sidebar.selectbox(key="on_collapse").value == "restart"
     assert [n.label for n in at.sidebar.number_input] == ["Seed"]
     buttons = {b.key: b for b in at.sidebar.button}
@@ -114,7 +118,7 @@ def test_sidebar_has_every_control() -> None:
 @pytest.mark.usefixtures("app_env")
 def test_a_preset_sets_the_training_settings_and_custom_values_show_as_custom() -> None:
     at = open_page("dashboard.py", k=5)
-    at.sidebar.selectbox(key="preset").select("quick").run()
+    at.sidebar.button(key="preset_quick").click().run()
     assert_clean(at)
     assert at.sidebar.slider(key="epochs").value == 1
     assert at.sidebar.selectbox(key="batch_size").value == 128
@@ -123,8 +127,8 @@ def test_a_preset_sets_the_training_settings_and_custom_values_show_as_custom() 
     assert at.sidebar.slider(key="k").value == 5  # the architecture stays the user's
     assert any("Not the assignment's recipe" in c for c in texts(at.sidebar.caption))
     at.sidebar.slider(key="epochs").set_value(2).run()
-    assert at.sidebar.selectbox(key="preset").value == "custom"
-    at.sidebar.selectbox(key="preset").select("assignment").run()
+    assert any("Now: custom settings" in c for c in texts(at.sidebar.caption))
+    at.sidebar.button(key="preset_assignment").click().run()
     assert (at.sidebar.slider(key="epochs").value, at.sidebar.selectbox(key="batch_size").value) == (10, 32)
     assert at.sidebar.checkbox(key="mean_init").value is False
 

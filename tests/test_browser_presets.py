@@ -27,7 +27,7 @@ def test_quick_preset_from_the_address_trains_and_says_whether_it_restarted(serv
             page.locator("h1", has_text="Train the auto-encoder").wait_for()
             sidebar = page.locator('[data-testid="stSidebar"]')
             expect(sidebar).to_contain_text("K=5")
-            choose(page, "Training settings", "quick look (about 20 s; not the assignment's)")
+            sidebar.get_by_role("button", name="Quick", exact=True).click()
             expect(sidebar).to_contain_text("1 epochs · lr 0.003 · batch 128")
             expect(sidebar).to_contain_text("Not the assignment's recipe")
             sidebar.get_by_role("button", name="Train", exact=True).click()

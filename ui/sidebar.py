@@ -8,6 +8,7 @@ import streamlit as st
 
 from convae.data import DATASETS
 from convae.jobs import JobState
+from convae.presets import PRESETS
 from convae.train import TrainConfig
 from ui.services import is_blank, services
 from ui.state import (
@@ -18,12 +19,11 @@ from ui.state import (
     TRAIN_SIZES,
     apply_preset,
     config_to_url,
+    current_preset,
     describe,
     init_state,
-    preset_choices,
     reset_to_defaults,
     selected_config,
-    sync_preset,
 )
 
 FIRST_POINT_WAIT_S = 0.6
@@ -42,16 +42,19 @@ def sidebar() -> TrainConfig:
         st.slider("Q2: channels of the second convolution", *RANGES["q2"], key="q2")
         st.slider("K: size of the latent code", *RANGES["k"], key="k")
         st.markdown("**Training** (Task 5)")
-        sync_preset()
-        st.selectbox(
-            "Training settings",
-            list(preset_choices()),
-            key="preset",
-            format_func=preset_choices().get,
-            on_change=apply_preset,
-            help="The quick settings train for fewer steps with a larger batch and learning rate, and start the "
-            "output at the mean brightness: a readable model in seconds, not the assignment's recipe.",
-        )
+        st.caption("Training settings")
+        for name, column in zip(PRESETS, st.columns(len(PRESETS)), strict=True):
+            column.button(
+                PRESETS[name].short,
+                key=f"preset_{name}",
+                on_click=apply_preset,
+                args=(name,),
+                type="primary" if current_preset() == name else "secondary",
+                width="stretch",
+                help=PRESETS[name].label,
+            )
+        now = current_preset()
+        st.caption(f"Now: {PRESETS[now].label}" if now else "Now: custom settings")
         st.slider("Epochs", *RANGES["epochs"], key="epochs")
         st.select_slider("Learning rate (Adam)", LEARNING_RATES, key="lr", format_func=lambda v: f"{v:g}")
         st.selectbox("Batch size", list(BATCH_SIZES), key="batch_size", format_func=BATCH_SIZES.get)

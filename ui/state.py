@@ -120,24 +120,14 @@ def config_to_url() -> None:
         st.query_params.from_dict(wanted)
 
 
-CUSTOM = "custom"
+def current_preset() -> str | None:
+    """The preset whose training settings the session has, or None (custom settings)."""
+    return preset_of(selected_config())
 
 
-def preset_choices() -> dict[str, str]:
-    """The training-settings menu: each preset's label, and 'custom' for anything else."""
-    return {**{name: p.label for name, p in PRESETS.items()}, CUSTOM: "custom settings (below)"}
-
-
-def sync_preset() -> None:
-    """Show the preset that the session's settings match (before the menu is drawn)."""
-    st.session_state["preset"] = preset_of(selected_config()) or CUSTOM
-
-
-def apply_preset() -> None:
-    """The menu's callback: move the training settings to the chosen preset's."""
-    name = st.session_state.get("preset")
-    if name in PRESETS:
-        select_config(PRESETS[name].apply(selected_config()))
+def apply_preset(name: str) -> None:
+    """A preset button's callback: move the training settings to that preset's (the rest stays)."""
+    select_config(PRESETS[name].apply(selected_config()))
 
 
 def reset_to_defaults() -> None:
