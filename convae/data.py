@@ -6,7 +6,7 @@ for Fashion-MNIST), each file checked by SHA-256 before it is moved into place. 
 staged in a temporary folder and renamed in, so an interrupted run never leaves a half-written file
 where the loader would take it.
 
-Loading goes through torchvision's dataset classes; training then keeps each split as one uint8
+Loading reads the raw IDX files (convae.idx); training then keeps each split as one uint8
 tensor and makes float batches by indexing it (no per-image PIL work).
 """
 
@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from convae.idx import idx_count, idx_problem, read_idx
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SPLIT_FILES = {
@@ -125,39 +127,6 @@ def data_root(override: str | os.PathLike | None = None) -> Path:
 # ----------------------------------------------------------------------------------- checks
 
 
-def _idx_problem(path: Path, is_images: bool) -> str | None:
-    """Why an IDX file is unusable (missing, wrong magic, size that disagrees with its header)."""
-    if not path.is_file():
-        return f"{path} is missing"
-    size = path.stat().st_size
-    head_len = 16 if is_images else 8
-    with open(path, "rb") as f:
-        head = f.read(head_len)
-    if len(head) < head_len:
-        return f"{path} is truncated ({size} bytes, shorter than its header)"
-    magic = int.from_bytes(head[0:4], "big")
-    count = int.from_bytes(head[4:8], "big")
-    if is_images:
-        rows, cols = int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")
-        if magic != 2051 or (rows, cols) != (28, 28):
-            return f"{path} is not an IDX file of 28x28 images (magic {magic}, {rows}x{cols})"
-        expected = 16 + count * 28 * 28
-    else:
-        if magic != 2049:
-            return f"{path} is not an IDX label file (magic {magic})"
-        expected = 8 + count
-    if size != expected:
-        return (
-            f"{path} is truncated or padded: its header announces {count} items, so {expected} bytes, but it has {size}"
-        )
-    return None
-
-
-def _idx_count(path: Path) -> int:
-    with open(path, "rb") as f:
-        return int.from_bytes(f.read(8)[4:8], "big")
-
-
 def check_files(root: Path, dataset: str = "mnist") -> list[str]:
     """Structural problems with the four raw files (empty list: usable). Fast: no checksum."""
     info = dataset_info(dataset)
@@ -165,10 +134,10 @@ def check_files(root: Path, dataset: str = "mnist") -> list[str]:
     problems = []
     for prefix in ("train", "t10k"):
         img, lab = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
-        p_img, p_lab = _idx_problem(img, True), _idx_problem(lab, False)
+        p_img, p_lab = idx_problem(img, True), idx_problem(lab, False)
         problems += [p for p in (p_img, p_lab) if p]
-        if not p_img and not p_lab and _idx_count(img) != _idx_count(lab):
-            problems.append(f"{img.name} holds {_idx_count(img)} images but {lab.name} {_idx_count(lab)} labels")
+        if not p_img and not p_lab and idx_count(img) != idx_count(lab):
+            problems.append(f"{img.name} holds {idx_count(img)} images but {lab.name} {idx_count(lab)} labels")
     return problems
 
 
@@ -367,20 +336,23 @@ class Splits:
         return self.info.classes
 
 
+TAGS = (("images", 3), ("labels", 1))  # the IDX files of a split: kind, idx<N>
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(root: str, dataset: str, _stamp: tuple) -> Splits:  # _stamp keys the cache: changed files reload
     info = dataset_info(dataset)
-    cls = info.torchvision_class()
+    raw = info.raw_dir(Path(root))
     try:
-        train = cls(root, train=True, download=False)
-        val = cls(root, train=False, download=False)
-    except Exception as e:
-        raise DataError(f"torchvision could not read the {info.title} files under {root}: {e}") from e
-    return Splits(train.data, train.targets, val.data, val.targets, info)
+        parts = [read_idx(raw / f"{p}-{kind}-idx{n}-ubyte", n == 3) for p in ("train", "t10k") for kind, n in TAGS]
+    except (OSError, ValueError) as e:
+        raise DataError(f"The {info.title} files under {root} could not be read: {e}") from e
+    train_images, train_labels, val_images, val_labels = parts
+    return Splits(train_images, train_labels.long(), val_images, val_labels.long(), info)  # labels as torchvision's
 
 
 def load_splits(root: Path | None = None, dataset: str = "mnist") -> Splits:
-    """Load both splits through torchvision (cached per process; reloaded if the files change)."""
+    """Load both splits from the raw IDX files (cached per process; reloaded if the files change)."""
     root = data_root(root)
     problems = check_files(root, dataset)
     if problems:

@@ -5,16 +5,21 @@ reconstruction error is what K numbers per image buy *without* non-linearity. It
 form on the mean-centred training images (the eigenvectors of their 784 x 784 covariance) and measured
 on the validation images, in the loss's units: the mean squared error per pixel, pixels in [0, 1].
 Reconstructions are not clipped to [0, 1]: the baseline is the plain linear map.
+
+`cached_pca` keeps the fit in a file beside the data set's raw files, so that a new process (a server's
+first page, the sweep script) reads it in milliseconds instead of fitting it again.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from convae.data import Splits, to_float
+from convae.data import Splits, dataset_info, load_splits, to_float
 from convae.model import SIZE_RANGES
 
 MAX_K = SIZE_RANGES["K"][1]  # every K the sliders allow
@@ -94,3 +99,50 @@ def fit_pca(splits: Splits, max_k: int = MAX_K) -> ImagePCA:
 def pca_parameters(k: int) -> int:
     """The numbers PCA with k components keeps: the mean image and k directions of 784 pixels."""
     return PIXELS * (k + 1)
+
+
+CACHE_NAME = "convae-pca-v1.pt"  # beside the data set's raw/ folder
+
+
+def _stamp(raw: Path) -> list[list]:
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(raw.iterdir()) if p.is_file()]
+
+
+def _read_cache(path: Path, stamp: list[list]) -> ImagePCA | None:
+    """The cached PCA if the file holds one made from these raw files, with the expected shapes; else None."""
+    try:
+        d = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # noqa: BLE001 (whatever is wrong with the file, the fit is made again)
+        return None
+    if not isinstance(d, dict) or d.get("stamp") != stamp:
+        return None
+    shapes = {"mean": (PIXELS,), "components": (MAX_K, PIXELS), "explained": (MAX_K,), "val_mse": (MAX_K,)}
+    parts = {name: d.get(name) for name in shapes}
+    for name, shape in shapes.items():
+        t = parts[name]
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or tuple(t.shape) != shape:
+            return None
+        if not torch.isfinite(t).all():
+            return None
+    return ImagePCA(**parts, seconds=0.0)
+
+
+def cached_pca(root: Path, dataset: str) -> ImagePCA:
+    """PCA (all K) of a provisioned data set: read from its cache file when that was made from the same raw
+    files, else fitted (a few seconds) and written there for the next process (silently not, where the
+    folder is read-only). `seconds` is 0 for a fit read from the cache."""
+    raw = dataset_info(dataset).raw_dir(Path(root))
+    path = raw.parent / CACHE_NAME
+    stamp = _stamp(raw)
+    cached = _read_cache(path, stamp)
+    if cached is not None:
+        return cached
+    pca = fit_pca(load_splits(Path(root), dataset))
+    tmp = path.with_name(f".{CACHE_NAME}.{os.getpid()}.tmp")
+    try:
+        keep = {"mean": pca.mean, "components": pca.components, "explained": pca.explained, "val_mse": pca.val_mse}
+        torch.save({"stamp": stamp, **keep}, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+    return pca

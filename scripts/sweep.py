@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from convae.analysis import class_means, encode
-from convae.data import DATASETS, load_splits
+from convae.data import DATASETS, data_root, load_splits
 from convae.figures import save_png, sweep_image
-from convae.pca import ImagePCA, fit_pca
+from convae.pca import ImagePCA, cached_pca
 from convae.presets import PRESETS, apply_preset
 from convae.store import RunStore
 from convae.sweep import K_GRID, Q_GRID, Q_SWEEP_K, find_sweep, sweep_csv
@@ -57,7 +57,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     splits = load_splits(None, args.dataset)
-    pca = fit_pca(splits)
+    pca = cached_pca(data_root(), args.dataset)
     store = RunStore(args.out)  # with the shipped models: the assignment's K = 10 is not trained twice
     todo = configs(args)
     print(f"{len(todo)} runs, {PRESETS[args.preset].label}, into {args.out}; PCA took {pca.seconds:.1f} s", flush=True)

@@ -1,7 +1,8 @@
 """PCA, the linear baseline, as the pages show it: fitted once per data set and server, then read.
 
-`convae.pca.fit_pca` takes a few seconds; `st.cache_resource` keeps its result for every tab. A data set
-that is not provisioned yet gives None (not cached, so the baseline appears once the data is there).
+`convae.pca.cached_pca` reads the fit from its file beside the data (fitting it, a few seconds, only when the
+files are new); `st.cache_resource` keeps it for every tab. A data set that is not provisioned yet gives None
+(not cached, so the baseline appears once the data is there).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import streamlit as st
 import torch
 
 from convae import analysis
-from convae.data import Splits, check_files, data_root, load_splits
-from convae.pca import MAX_K, ImagePCA, fit_pca
+from convae.data import Splits, check_files, data_root
+from convae.pca import MAX_K, ImagePCA, cached_pca
 from convae.store import StoredRun
 from convae.train import TrainConfig
 
@@ -28,7 +29,7 @@ GAP_NOTE = (
 
 @st.cache_resource(show_spinner="Computing PCA of the training images (once per data set)…", max_entries=2)
 def _fit(dataset: str) -> ImagePCA:
-    return fit_pca(load_splits(data_root(), dataset))
+    return cached_pca(data_root(), dataset)
 
 
 def image_pca(dataset: str) -> ImagePCA | None:

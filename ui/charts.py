@@ -13,9 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 
-from convae.figures import pairs_image, png_bytes
+from convae.figures import pairs_image, png_bytes, tile
 from convae.store import StoredRun
 
 LOG_TICKS = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]  # plain numbers on log axes, no "2 5" digits
@@ -199,7 +198,7 @@ def pairs_grid_figure(
     n = originals.shape[0]
     cols = 10
     sets = [torch.as_tensor(recons)] + ([torch.as_tensor(pca)] if pca is not None else [])
-    grid = make_grid(pairs_image(torch.as_tensor(originals), *sets), nrow=cols, padding=4, pad_value=1.0)
+    grid = tile(pairs_image(torch.as_tensor(originals), *sets), nrow=cols, padding=4, pad_value=1.0)
     rgb = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     fig = go.Figure(_image_trace(rgb))
     w, h, pad = 29 * (1 + len(sets)) - 1, 28, 4
