@@ -5,6 +5,7 @@ import logging
 
 import streamlit as st
 
+from ui import presenter, share
 from ui.sidebar import sidebar
 
 st.set_page_config(page_title="convae: an auto-encoder on MNIST", page_icon="🔢", layout="wide")
@@ -31,13 +32,25 @@ navigation = st.navigation(
             st.Page("app_pages/inside.py", title="Inside the network", icon=":material/layers:"),
             st.Page("app_pages/sweep.py", title="Bottleneck sweep", icon=":material/ssid_chart:"),
             st.Page("app_pages/compare.py", title="Compare runs", icon=":material/table_chart:"),
+            st.Page("app_pages/board.py", title="Class board", icon=":material/leaderboard:"),
         ],
     },
     position="top",
 )
+page = navigation.url_path
 try:
+    share.open_view(page)  # a new tab: the selection in its address
+    presenter.apply_pending(page)  # a student following the teacher: the teacher's view
+    with st.sidebar:  # at the top: "Follow the teacher", while a teacher leads (nothing without a teacher key)
+        presenter.follow_fragment()
     sidebar()
+    presenter.presenter_controls(page)
+    presenter.publish_view(page)  # the teacher's page, before it draws: the class starts moving now
     navigation.run()
+    share.sync_address(page)  # after the page: it may have changed its selection
+    presenter.publish_view(page)
+    with st.sidebar:
+        share.link_box(page)
 except Exception as error:  # a page must never show a traceback to the class; the log keeps it
     logging.getLogger("convae").exception("page %r failed", navigation.title)
     st.error(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import results
+from ui import board, results
 from ui.charts import runs_loss_figure
 from ui.images import image_row
 from ui.services import services, stored_splits
@@ -12,17 +12,19 @@ st.title("Compare runs")
 runs, problems = services().store.scan()
 if problems:
     with st.expander(f"{len(problems)} file(s) in the model store were skipped"):
-        st.write("\n".join(f"- {p}" for p in problems))
+        for problem in problems:  # file names from the runs folder: plain text
+            st.text(problem)
 if not runs:
     st.info("No stored runs yet. Train a few configurations (e.g. K = 2, 10 and 32) and compare them here.")
 else:
     st.caption(
-        "Every model in the store. Sort by clicking a column header; tick rows to overlay their loss "
-        "curves and see their reconstructions of the same digits. Try K = 2, 10 and 32 (a model that "
+        "Every model in the store, with the name of the student who trained it. Sort by clicking a column "
+        "header; tick rows to overlay their loss curves and see their reconstructions of the same digits. "
+        "Try K = 2, 10 and 32 (a model that "
         "comes out blank learned nothing: train it again with another seed)."
     )
     event = st.dataframe(
-        results.runs_table(runs),
+        board.named_runs_table(runs),
         key="runs_table",
         on_select="rerun",
         selection_mode="multi-row",

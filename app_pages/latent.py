@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from ui import results
+from ui import formation, results, share
 from ui.baseline import pca_plane
-from ui.charts import clicked_point
 from ui.images import image_to_uint8, pixels
 from ui.latent_charts import image_plane_figure
 from ui.services import page_context
@@ -59,17 +58,16 @@ if ctx is not None:
         # The clicked image beside the plot, not below it, where a projected screen would not show it.
         left, right = st.columns([3, 1], gap="medium")
     with left:
-        event = st.plotly_chart(
+        st.plotly_chart(
             fig,
             key="latent",
-            on_select="rerun",
+            on_select=share.on_latent_click,
             selection_mode="points",
             config={"displayModeBar": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]},
         )
-    point = clicked_point(event)
+    i = share.index_in("latent_point", len(ctx.splits.val_images))  # clicked, or from a link or the teacher
     with right:
-        if point is not None and point.get("customdata") is not None:
-            i = int(point["customdata"][0])
+        if i is not None:
             _, rec, err = results.reconstruct_digits(ctx.run, ctx.splits, [i])
             c1, c2 = st.columns(2)
             c1.image(
@@ -90,3 +88,4 @@ if ctx is not None:
                 "separate with the auto-encoder's plane above."
             )
             pca_plane_chart(height=480, dense=False)
+formation.section(ctx)  # the latent space as it formed: the run's snapshots, with a slider and Play

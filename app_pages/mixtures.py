@@ -1,9 +1,11 @@
 """Mixtures page (Tasks 7-8, Figure 2): decoded mixtures of class means; click a cell to explore the pair."""
 
+from functools import partial
+
 import streamlit as st
 
-from ui import results
-from ui.charts import clickable_image_grid, clicked_point
+from ui import page_charts, results
+from ui.charts import clicked_point
 from ui.images import image_row, image_to_uint8
 from ui.services import page_context
 
@@ -20,7 +22,7 @@ if ctx is not None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         pair = st.session_state.get("pair", (3, 8))
-        fig = clickable_image_grid(a.mixtures.numpy(), names, names, results.mixture_hover(a), selected=pair)
+        fig = page_charts.mixtures_chart(ctx.run, ctx.splits, pair)
         event = st.plotly_chart(
             fig, key=f"mix-{pair}", on_select="rerun", selection_mode="points", config={"displayModeBar": False}
         )
@@ -32,19 +34,19 @@ if ctx is not None:
                 st.rerun()
         st.download_button(
             "Download Figure 2 (PNG)",
-            results.figure2_png(a),
+            partial(results.figure2_png, a),  # made when pressed
             file_name=f"figure2-{ctx.config.key()}.png",
             mime="image/png",
         )
     with right:
         o1, o2 = pair
         st.subheader(f"From {names[o1]} to {names[o2]}")
+        st.session_state.setdefault("alpha", 0.5)  # a shared link or the teacher may have set it
         alpha = st.slider(
             f"α: how much of {names[o2]}",
             0.0,
             1.0,
-            0.5,
-            0.05,
+            step=0.05,
             key="alpha",
             help="The decoder draws D((1 - α)·μ_a + α·μ_b). α = 0.5 is the cell of Figure 2.",
         )

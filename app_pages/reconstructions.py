@@ -1,11 +1,12 @@
 """Reconstructions page (Task 6, Figure 1): the first validation batch, original beside reconstruction,
 and the same digits through PCA with K components, the linear baseline."""
 
+from functools import partial
+
 import streamlit as st
 
-from ui import results
-from ui.baseline import comparison_rows, components_to_match, image_pca, pca_reconstructions
-from ui.charts import clickable_image_grid, pairs_grid_figure
+from ui import page_charts, results
+from ui.baseline import components_to_match, image_pca
 from ui.images import image_row
 from ui.services import page_context
 
@@ -30,18 +31,12 @@ if ctx is not None:
     c1.metric("Validation MSE (all 10,000 images)", f"{ctx.run.val_loss:.5f}")
     c2.metric("MSE of this batch of 100", f"{a.errors.mean():.5f}")
     c3.metric("Latent size K", f"{k} numbers per image", help="Each 784-pixel image is squeezed into K numbers.")
-    hover = results.batch_hover(a, ctx.splits)
-    pca_batch = pca_reconstructions(pca, ctx.splits.val_images[:100], k) if pca is not None else None
-    if with_pca:
-        hover = [f"{h} · PCA {e:.4f}" for h, e in zip(hover, pca_batch[1].tolist(), strict=True)]
     st.plotly_chart(
-        pairs_grid_figure(a.originals.numpy(), a.recons.numpy(), hover, pca=pca_batch[0].numpy() if with_pca else None),
-        key="fig1",
-        config={"displayModeBar": False},
+        page_charts.figure1_chart(ctx.run, ctx.splits, pca, with_pca), key="fig1", config={"displayModeBar": False}
     )
-    st.download_button(
+    st.download_button(  # the PNG is made when the button is pressed, not on every visit
         "Download Figure 1 (PNG)",
-        results.figure1_png(a),
+        partial(results.figure1_png, a),
         file_name=f"figure1-{ctx.config.key()}.png",
         mime="image/png",
     )
@@ -71,8 +66,7 @@ if ctx is not None:
             f"{need}" if need else "more than 64",
             help="The fewest principal components whose validation MSE is at most the auto-encoder's.",
         )
-        idx = results.preview_digits(ctx.splits)
-        fig = clickable_image_grid(*comparison_rows(ctx.run, pca, ctx.splits, idx), height=300)
+        fig = page_charts.pca_rows_chart(ctx.run, ctx.splits, pca)
         st.plotly_chart(fig, key="pca_rows", config={"displayModeBar": False})
 
     st.subheader("Hardest and easiest images of the batch")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import sweep
 from ui.baseline import image_pca
+from ui.presenter import students_paused
 from ui.state import selected_config
 
 st.title("Bottleneck sweep")
@@ -39,8 +40,8 @@ c2.button(
     key="sweep_fill",
     on_click=sweep.fill_the_gaps,
     args=(kind, preset),
-    disabled=not missing or jobs.active or image_pca(config.dataset) is None,
-    help="Queue one training per missing grid value (the job manager runs them one at a time).",
+    disabled=not missing or jobs.active or image_pca(config.dataset) is None or students_paused() is not None,
+    help=students_paused() or "Queue one training per missing grid value (the job manager runs them one at a time).",
 )
 if missing:
     st.caption(sweep.gaps_note(sw, missing, preset))

@@ -97,6 +97,7 @@ if splits is not None:
             label += f", {run.label}" if run.label else ""
             st.subheader(f"Loss history of the model shown ({label})")
             blank_warning(run)
+            training.credit(run)  # who trained it, and their guess against the result
             training.restart_notes([r["note"] for r in h.restarts])
             c1, c2, c3 = st.columns(3)
             c1.metric("Validation MSE", f"{run.val_loss:.5f}")

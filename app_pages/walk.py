@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from ui import results
+from ui import results, share
 from ui.charts import clicked_point
 from ui.images import image_grid, image_to_uint8
 from ui.latent_charts import walk_figure
@@ -26,7 +26,7 @@ if ctx is not None:
         point = np.array([z])
     else:
         with left:
-            picked = st.session_state.get("walk_point")
+            picked = share.walk_point(*results.plane_bounds(a))  # from a click, a shared link or the teacher
             fig = walk_figure(**a.plane(), lattice=results.click_lattice(a), picked=picked)
             event = st.plotly_chart(
                 fig, key=f"walk-{picked}", on_select="rerun", selection_mode="points", config={"displayModeBar": False}
@@ -45,7 +45,8 @@ if ctx is not None:
         st.write(f"Nearest class mean: **{nearest}**")
 
     st.subheader('The decoded plane (a "manifold" grid)')
-    n = st.slider("Points per side", 5, 20, 12, key="grid_n")
+    st.session_state.setdefault("grid_n", 12)
+    n = st.slider("Points per side", 5, 20, key="grid_n")
     st.image(
         image_grid(results.decoded_plane(ctx.run, a, n), 2),
         width="stretch",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from convae.collapse import clean_readings, clean_restarts
+from convae.snapshots import Snapshots, Weights
 
 MAX_POINTS = 200_000  # loss-curve points kept from a file (a 30-epoch run on all of MNIST has about 1,000)
 MAX_EPOCHS = 1000  # TrainConfig's own limit
@@ -35,6 +36,8 @@ class Progress:
     eta_s: float | None = None
     preview: torch.Tensor | None = None  # (n, 28, 28) float reconstructions of fixed digits
     note: str | None = None  # on 'restart': what happened, in words
+    snapshots: Snapshots | None = None  # the run's latent snapshots so far, when one was just taken (or on 'start')
+    weights: Weights | None = None  # a copy of the weights, with each snapshot and at every epoch end
 
     @property
     def global_step(self) -> int:

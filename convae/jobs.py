@@ -1,8 +1,9 @@
-"""Background training jobs: a first-in-first-out queue, a concurrency limit, cancel, dedup.
+"""Background training jobs: a first-in-first-out queue, a concurrency limit, cancel, dedup, fairness.
 
 One `JobManager` per server process. Each job trains in a thread of its own and keeps the latest
 progress; pages read a `snapshot()` of it (never a live object), so no UI code runs in a worker.
-The same config asked for twice while it is queued or running is attached to the one job.
+The same config asked for twice while it is queued or running is attached to the one job. A browser
+session has at most one queued or running job (see `request`); priority jobs queue at the front.
 
 Nothing is lost when the server stops: every epoch end is kept (convae.resume) and resumed when
 the configuration is trained again; the queue lives in the runs folder (convae.queue_file); Stop
@@ -11,8 +12,6 @@ keeps the last finished epoch's model; a job holds its configuration's files whi
 
 from __future__ import annotations
 
-import collections
-import itertools
 import logging
 import os
 import threading
@@ -25,12 +24,16 @@ import torch
 
 from convae.analysis import class_means, encode
 from convae.data import Splits, load_splits
-from convae.job_state import Job as Job  # re-exported with the two below: pages import them from here
+from convae.job_line import JobLine
+from convae.job_state import Job as Job  # re-exported with the four below: pages import them from here
+from convae.job_state import JobRefusedError as JobRefusedError
 from convae.job_state import JobState as JobState
 from convae.job_state import JobView as JobView
+from convae.job_state import Submission as Submission
 from convae.queue_file import Entry, QueueFile
 from convae.resume import EpochState, EpochWriter, ResumeError
 from convae.store import RunBusyError, RunStore, StoredRun
+from convae.student import Waiter, check_guess, clean_name
 from convae.train import (
     Collapsed,
     NonFiniteLoss,
@@ -100,11 +103,8 @@ class JobManager:
             )
             self.max_concurrent = 1
         self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
-        self._queue: collections.deque[str] = collections.deque()
-        self._running: set[str] = set()
-        self._ids = itertools.count(1)
-        self._keep_finished = keep_finished
+        self._line = JobLine(keep_finished)  # the jobs, their order, who waits for each: used under self._lock
+        self._jobs, self._queue, self._running = self._line.jobs, self._line.queue, self._line.running
         self._persist_lock = threading.Lock()  # one queue-file write at a time, each with the latest state
         self._queue_file: QueueFile | None = None
         self._notices: list[str] = []
@@ -118,23 +118,48 @@ class JobManager:
             log.warning(self._notices[-1])
 
     # ------------------------------------------------------------------------------ public
-    def submit(self, config: TrainConfig, fresh: bool = False) -> str:
-        """Queue a training of `config`, or return the id of the active job that trains it already. It
-        resumes the configuration's kept epoch, if there is one, unless `fresh` says to start over."""
+    def submit(
+        self,
+        config: TrainConfig,
+        fresh: bool = False,
+        *,
+        session: str | None = None,
+        owner: str | None = None,
+        guess: float | None = None,
+        priority: bool = False,
+    ) -> str:
+        """Queue a training of `config`, or return the id of the active job that trains it already (see
+        `request`, which also says what the request replaced)."""
+        return self.request(config, fresh, session=session, owner=owner, guess=guess, priority=priority).job_id
+
+    def request(
+        self,
+        config: TrainConfig,
+        fresh: bool = False,
+        *,
+        session: str | None = None,
+        owner: str | None = None,
+        guess: float | None = None,
+        priority: bool = False,
+    ) -> Submission:
+        """Queue a training of `config`, or join the active job that trains it already. It resumes the
+        configuration's kept epoch, if there is one, unless `fresh` says to start over.
+
+        A `session` has at most one queued or running job: asking for another configuration replaces
+        its queued one (which stays queued while another session still waits for it) and is refused with
+        JobRefusedError while its job runs. `owner` and `guess` are bounded (convae.student; a bad guess raises
+        ValueError) and stored with the run. `priority` queues the job at the front (the presenter's)."""
+        waiter = Waiter(session or "", clean_name(owner), check_guess(guess))
         with self._lock:
-            for job in self._jobs.values():
-                # A job being cancelled (stop set, still finishing its step) no longer trains this config.
-                if job.state.active and job.config == config and not job.stop.is_set():
-                    job.requests += 1
-                    log.info("%s attached (request %d): %s", job.id, job.requests, config.key())
-                    return job.id
-            job = Job(id=f"job-{next(self._ids)}", config=config, fresh=fresh)
-            log.info("%s queued: %s", job.id, config.key())
-            self._jobs[job.id] = job
-            self._queue.append(job.id)
-            self._prune()
+            submission = self._line.request(config, fresh, waiter, priority)
         self._dispatch()
-        return job.id
+        return submission
+
+    def job_of(self, session: str) -> str | None:
+        """The id of the queued or running job that `session` waits for, if any."""
+        with self._lock:
+            job = self._line.active(lambda j: j.waits_for(session))
+            return job.id if job else None
 
     def cancel(self, job_id: str) -> bool:
         """Ask a job to stop (a queued one is dropped at once). True if it was still active."""
@@ -145,7 +170,7 @@ class JobManager:
             job.stop.set()
             if job.state is JobState.QUEUED:
                 self._queue.remove(job_id)
-                self._finish(job, JobState.CANCELLED)
+                self._line.finish(job, JobState.CANCELLED)
         self._persist()
         return True
 
@@ -167,15 +192,13 @@ class JobManager:
             job = self._jobs.get(job_id)
             if job is None:
                 return None
-            return self._view(job)
+            return self._line.view(job, self._line.waits(self.max_concurrent) if job.state is JobState.QUEUED else {})
 
     def active_for(self, config: TrainConfig) -> str | None:
         """The id of the queued or running job for this config, if any (to re-attach a new tab)."""
         with self._lock:
-            for job in self._jobs.values():
-                if job.state.active and job.config == config and not job.stop.is_set():
-                    return job.id
-        return None
+            job = self._line.active(lambda j: j.config == config)
+            return job.id if job else None
 
     def latest_for(self, config: TrainConfig) -> str | None:
         """The newest job of any state for this config."""
@@ -185,7 +208,8 @@ class JobManager:
 
     def views(self) -> list[JobView]:
         with self._lock:
-            return [self._view(j) for j in self._jobs.values()]
+            waits = self._line.waits(self.max_concurrent)
+            return [self._line.view(j, waits) for j in self._jobs.values()]
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobView | None:
         with self._lock:
@@ -196,22 +220,6 @@ class JobManager:
         return self.snapshot(job_id)
 
     # ----------------------------------------------------------------------------- internal
-    def _view(self, job: Job) -> JobView:
-        position = list(self._queue).index(job.id) + 1 if job.state is JobState.QUEUED else None
-        copied = {name: getattr(job, name) for name in JobView.__dataclass_fields__}
-        copied = {k: list(v) if isinstance(v, list) else v for k, v in copied.items()}
-        return JobView(**{**copied, "position": position})
-
-    def _prune(self) -> None:
-        finished = [j for j in self._jobs.values() if not j.state.active]
-        for job in finished[: max(0, len(finished) - self._keep_finished)]:
-            del self._jobs[job.id]
-
-    def _finish(self, job: Job, state: JobState, error: str | None = None) -> None:
-        job.state, job.error, job.finished = state, error, time.time()
-        job.done_event.set()
-        log.info("%s %s: %s%s", job.id, state, job.config.key(), f" ({error})" if error else "")
-
     def _dispatch(self) -> None:
         with self._lock:
             while self._queue and len(self._running) < self.max_concurrent:
@@ -230,13 +238,14 @@ class JobManager:
                     continue
                 if e.state == "running" and self.store.completed_since(e.config, e.queued_at):
                     continue  # it ended just before the server stopped
-                job = Job(id=f"job-{next(self._ids)}", config=e.config, fresh=e.fresh, created=e.queued_at)
-                self._jobs[job.id] = job
+                job = self._line.new_job(e.config, e.fresh, e.priority, created=e.queued_at)
+                for waiter in e.waiters:
+                    job.add_waiter(waiter)
                 if e.state == "queued":
-                    self._queue.append(job.id)
+                    self._line.enqueue(job)
                     log.info("%s queued again after a restart: %s", job.id, e.config.key())
                 else:
-                    self._finish(job, JobState.INTERRUPTED, "the server stopped while it trained")
+                    self._line.finish(job, JobState.INTERRUPTED, "the server stopped while it trained")
         self._dispatch()
 
     def _persist(self) -> None:
@@ -248,7 +257,17 @@ class JobManager:
             with self._lock:
                 jobs = [j for j in self._jobs.values() if j.state is JobState.RUNNING]
                 jobs += [self._jobs[i] for i in self._queue]
-                entries = [Entry(j.config, j.state.value, j.fresh, j.created) for j in jobs]
+                entries = [
+                    Entry(
+                        j.config,
+                        j.state.value,
+                        j.fresh,
+                        j.created,
+                        waiters=tuple(j.waiters.values()),
+                        priority=j.priority,
+                    )
+                    for j in jobs
+                ]
             try:
                 queue_file.write(entries)
             except OSError as e:
@@ -267,6 +286,7 @@ class JobManager:
                 job.epochs.append({"epoch": p.epoch, "train_loss": p.train_loss, "val_loss": p.val_loss})
             if p.preview is not None:
                 job.preview = p.preview
+            job.snapshots, job.weights = p.snapshots or job.snapshots, p.weights or job.weights  # the latest of each
 
     def _work(self, job: Job) -> None:
         try:
@@ -275,18 +295,19 @@ class JobManager:
                 state, run = self._train_and_keep(job, splits)
             with self._lock:
                 job.run = run
-                self._finish(job, state)
+                self._line.finish(job, state)
         except (NonFiniteLoss, Collapsed, RunBusyError) as e:
             with self._lock:
-                self._finish(job, JobState.FAILED, str(e))
+                self._line.finish(job, JobState.FAILED, str(e))
         except Exception as e:  # a job must never take the server down; the page shows the reason
             log.error("training job %s failed:\n%s", job.id, traceback.format_exc())
             reason = str(e).strip() or type(e).__name__
             with self._lock:
-                self._finish(job, JobState.FAILED, f"{type(e).__name__}: {reason}")
+                self._line.finish(job, JobState.FAILED, f"{type(e).__name__}: {reason}")
         finally:
             with self._lock:
                 self._running.discard(job.id)
+                job.snapshots = job.weights = None  # live views only: the stored run keeps its snapshots
             self._dispatch()
 
     def _train_and_keep(self, job: Job, splits: Splits) -> tuple[JobState, StoredRun | None]:
@@ -308,7 +329,7 @@ class JobManager:
             raise
         finally:
             writer.close()  # every kept epoch is on disk before what follows replaces or removes it
-        run = self._save(result, splits)
+        run = self._save(job, result, splits)
         self.store.drop_epoch(job.config)  # the run is complete: nothing left to resume
         return JobState.DONE, run
 
@@ -357,14 +378,17 @@ class JobManager:
             else:
                 kept.stopped = True
                 self.store.keep_epoch(kept)
-                run = self._save(kept_result(kept), splits)
+                run = self._save(job, kept_result(kept), splits)
         with self._lock:
             job.stopped_after = kept.epoch if kept is not None else None
         return run
 
-    def _save(self, result: TrainResult, splits: Splits) -> StoredRun:
-        """Store a model with its class means (Eq. 2 on the validation images)."""
-        return self.store.save(result, class_means(encode(result.model, splits.val_images), splits.val_labels))
+    def _save(self, job: Job, result: TrainResult, splits: Splits) -> StoredRun:
+        """Store a model with its class means (Eq. 2 on the validation images) and its owner's name and guess."""
+        with self._lock:
+            owner, guess = job.owner, job.guess
+        means = class_means(encode(result.model, splits.val_images), splits.val_labels)
+        return self.store.save(result, means, owner=owner, guess=guess)
 
     def _note(self, job: Job, text: str) -> None:
         log.warning("%s: %s", job.id, text)

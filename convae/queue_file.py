@@ -6,6 +6,8 @@ server adopts the entries of owners that are gone (their claim died with their p
 ones are queued again in their order, running ones come back as interrupted. Two live servers on one
 folder each keep their own entries, so nothing is adopted twice. Writes are atomic and made under
 a lock (`.locks/queue.lock`); the file is bounded and checked when read, and a damaged one is set aside.
+An entry also keeps who waits for the training (browser session, name, guess: read back bounded, a bad
+one dropped without losing the entry) and whether it is a priority job.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from convae.config import TrainConfig
 from convae.files import Claim, is_claimed, write_atomic
+from convae.student import Waiter, bounded_guess, clean_name
 
 log = logging.getLogger("convae.jobs")
 
@@ -33,8 +36,10 @@ FORMAT = "convae-queue"
 VERSION = 1
 MAX_BYTES = 256 * 1024  # some 600 entries; a class queues a few dozen at most
 MAX_ENTRIES = 500
+MAX_WAITERS = 16  # kept per entry: the first ones (the run's owner is the first who gave a name or a guess)
 STATES = ("queued", "running")
 _OWNER = re.compile(r"[0-9a-f]{8,32}")
+_SESSION = re.compile(r"[0-9a-f]{0,64}")  # a browser session's id ("" for a caller without one)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,9 @@ class Entry:
     state: str  # "queued" or "running"
     fresh: bool  # start over, instead of resuming the configuration's kept epoch
     queued_at: float  # time.time() when it was asked for: the queue's order
-    owner: str = ""
+    owner: str = ""  # the server that wrote it
+    waiters: tuple[Waiter, ...] = ()  # who waits for it, in the order they asked
+    priority: bool = False  # queued at the front (the presenter's)
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +61,8 @@ class Entry:
             "state": self.state,
             "fresh": self.fresh,
             "queued_at": self.queued_at,
+            "waiters": [{"session": w.session, "name": w.name, "guess": w.guess} for w in self.waiters[:MAX_WAITERS]],
+            "priority": self.priority,
         }
 
 
@@ -107,8 +116,15 @@ class QueueFile:
             os.close(fd)
 
     def _write(self, entries: list[Entry]) -> None:
-        data = {"format": FORMAT, "version": VERSION, "jobs": [e.to_dict() for e in entries[:MAX_ENTRIES]]}
-        write_atomic(self.path, json.dumps(data, indent=1).encode())
+        entries = entries[:MAX_ENTRIES]
+        while True:  # never a file that _read would set aside as too large: the last entries go first
+            data = {"format": FORMAT, "version": VERSION, "jobs": [e.to_dict() for e in entries]}
+            text = json.dumps(data, indent=1).encode()
+            if len(text) <= MAX_BYTES or not entries:
+                break
+            log.warning("The queue file would exceed %d bytes: its last entries are not kept.", MAX_BYTES)
+            entries = entries[: len(entries) * 3 // 4]
+        write_atomic(self.path, text)
 
     def _read(self) -> list[Entry]:
         try:
@@ -157,4 +173,18 @@ def _entry(item: object) -> Entry:
         raise ValueError(f"state {state!r} or start mark {fresh!r} malformed")
     if isinstance(queued_at, bool) or not isinstance(queued_at, (int, float)) or not math.isfinite(queued_at):
         raise ValueError("no time")
-    return Entry(TrainConfig.from_dict(item["config"]), state, fresh, float(queued_at), owner)
+    priority = item.get("priority", False) is True
+    config = TrainConfig.from_dict(item["config"])
+    return Entry(config, state, fresh, float(queued_at), owner, _waiters(item.get("waiters")), priority)
+
+
+def _waiters(items: object) -> tuple[Waiter, ...]:
+    """Who waits for an entry, read back bounded: a malformed waiter is dropped, a bad name or guess left out."""
+    if not isinstance(items, list):
+        return ()
+    waiters: dict[str, Waiter] = {}
+    for item in items[:MAX_WAITERS]:
+        session = item.get("session") if isinstance(item, dict) else None
+        if isinstance(session, str) and _SESSION.fullmatch(session) and session not in waiters:
+            waiters[session] = Waiter(session, clean_name(item.get("name")), bounded_guess(item.get("guess")))
+    return tuple(waiters.values())

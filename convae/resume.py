@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -27,11 +28,15 @@ from convae.config import TrainConfig
 from convae.files import write_atomic
 from convae.history import History
 from convae.model import AutoEncoder, state_dict_shapes
+from convae.snapshots import SnapshotError, Snapshots
+
+log = logging.getLogger("convae.resume")
 
 FORMAT = "convae-resume"
 VERSION = 1
 SUFFIX = ".resume"
-# Weights and two Adam moments of the largest allowed model (Q1 = Q2 = 128, K = 64) come to about 21 MB.
+# Weights and two Adam moments of the largest allowed model (Q1 = Q2 = 128, K = 64) come to about 21 MB, its
+# latent snapshots (convae.snapshots) to 12.8 MB at most.
 MAX_RESUME_BYTES = 64 * 1024 * 1024
 ADAM_KEYS = {"step", "exp_avg", "exp_avg_sq"}
 
@@ -55,6 +60,7 @@ class EpochState:
     seconds: float  # training time so far
     device: str
     stopped: bool = False  # Stop was pressed after this epoch (else: the run was cut off)
+    snapshots: Snapshots | None = None  # the latent snapshots so far (convae.snapshots)
 
     @property
     def epochs(self) -> int:
@@ -101,6 +107,7 @@ class EpochState:
             "history": self.history.to_dict(),
             "seconds": self.seconds,
             "device": self.device,
+            "snapshots": self.snapshots.to_dict() if self.snapshots else None,
         }
 
 
@@ -111,6 +118,7 @@ def capture(
     optimizer: torch.optim.Optimizer,
     shuffle: torch.Generator,
     history: History,
+    snapshots: Snapshots | None = None,
 ) -> EpochState:
     """An EpochState of a run at an epoch end: CPU copies of everything (the run goes on changing its own).
     `config` is the run's own (its seed may differ from the one asked): train() puts the asked one in,
@@ -131,6 +139,7 @@ def capture(
         history=History.from_dict(history.to_dict()),
         seconds=0.0,
         device=str(next(model.parameters()).device),
+        snapshots=snapshots,
     )
 
 
@@ -216,6 +225,7 @@ def from_dict(d: object) -> EpochState:
         float(seconds),
         str(d["device"])[:40],
         d["stopped"],
+        _snapshots(d.get("snapshots"), config),
     )
 
 
@@ -247,6 +257,19 @@ class EpochWriter:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _snapshots(value: object, config: TrainConfig) -> Snapshots | None:
+    """A kept epoch's latent snapshots; damaged ones are dropped (said in the log), the rest of the state is kept."""
+    if value is None:
+        return None
+    try:
+        return Snapshots.from_dict(value, config.k)
+    except (SnapshotError, TypeError, RuntimeError) as e:
+        log.warning(
+            "The latent snapshots kept with %s are damaged (%s): the run goes on without them.", config.key(), e
+        )
+        return None
 
 
 def _whole(value: object) -> bool:

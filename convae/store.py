@@ -26,6 +26,8 @@ from convae.data import PROJECT_DIR
 from convae.files import Claim, is_claimed, remove_parts, write_atomic
 from convae.model import AutoEncoder, state_dict_shapes
 from convae.resume import EpochState, ResumeError
+from convae.snapshots import Plane, read_stored, stored
+from convae.student import bounded_guess, clean_name
 from convae.train import History, TrainConfig, TrainResult
 
 log = logging.getLogger("convae.store")
@@ -59,6 +61,10 @@ class StoredRun:
     device: str
     path: Path | None = None
     shipped: bool = False
+    owner: str | None = None  # the name of the student who trained it (convae.student.clean_name)
+    guess: float | None = None  # their guess of the final validation MSE, made before training
+    snapshots: Plane | None = None  # the latent space as it formed (convae.snapshots); None for older runs
+    snapshots_note: str = ""  # why stored snapshots are not shown (damaged), else ''
 
     @property
     def val_loss(self) -> float:
@@ -87,7 +93,9 @@ def run_root(override: str | os.PathLike | None = None) -> Path:
     return Path(env).expanduser() if env else PROJECT_DIR / "runs"
 
 
-def checkpoint_dict(result: TrainResult, class_means: torch.Tensor) -> dict:
+def checkpoint_dict(
+    result: TrainResult, class_means: torch.Tensor, owner: str | None = None, guess: float | None = None
+) -> dict:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -98,17 +106,22 @@ def checkpoint_dict(result: TrainResult, class_means: torch.Tensor) -> dict:
         "seconds": float(result.seconds),
         "device": result.device,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "owner": clean_name(owner),
+        "guess": bounded_guess(guess),
+        "snapshots": stored(result.snapshots),
     }
 
 
-def save_checkpoint(path: Path, result: TrainResult, class_means: torch.Tensor) -> Path:
+def save_checkpoint(
+    path: Path, result: TrainResult, class_means: torch.Tensor, owner: str | None = None, guess: float | None = None
+) -> Path:
     """Write a checkpoint to a temporary file beside `path`, flush it to disk, then rename it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Serialised in memory first (a few MB at most): a full disk then fails as an OSError from write()
     # or fsync(), not as an internal error from the middle of torch's zip writer.
     buffer = io.BytesIO()
-    torch.save(checkpoint_dict(result, class_means), buffer)
+    torch.save(checkpoint_dict(result, class_means, owner, guess), buffer)
     write_atomic(path, buffer.getbuffer())
     return path
 
@@ -142,6 +155,7 @@ def _from_dict(ckpt: object, where: str) -> StoredRun:
             raise CheckpointError(f"{where} holds no finished epoch.")
         model = AutoEncoder(config.q1, config.q2, config.k)  # only now: sizes and shapes are known to fit
         model.load_state_dict(state)
+        snapshots, snapshots_note = read_stored(ckpt.get("snapshots"), config.k)
         return StoredRun(
             config,
             model.eval(),
@@ -150,6 +164,10 @@ def _from_dict(ckpt: object, where: str) -> StoredRun:
             float(ckpt.get("seconds", 0.0)),
             str(ckpt.get("created", "")),
             str(ckpt.get("device", "")),
+            owner=clean_name(ckpt.get("owner")),  # untrusted: bounded, plain text
+            guess=bounded_guess(ckpt.get("guess")),
+            snapshots=snapshots,
+            snapshots_note=snapshots_note,
         )
     except CheckpointError:
         raise
@@ -213,9 +231,12 @@ class RunStore:
     def path_for(self, config: TrainConfig) -> Path:
         return self.root / f"{config.key()}.pt"
 
-    def save(self, result: TrainResult, class_means: torch.Tensor) -> StoredRun:
+    def save(
+        self, result: TrainResult, class_means: torch.Tensor, owner: str | None = None, guess: float | None = None
+    ) -> StoredRun:
+        """Write a run's checkpoint, with the name and guess of the student who trained it, if any."""
         try:
-            path = save_checkpoint(self.path_for(result.config), result, class_means)
+            path = save_checkpoint(self.path_for(result.config), result, class_means, owner, guess)
         except OSError as e:
             raise OSError(
                 f"Could not save the trained model under {self.root} ({e.strerror or e}). Free disk space "

@@ -31,6 +31,7 @@ from convae.history import History as History  # re-exported, as are Progress an
 from convae.history import Progress as Progress
 from convae.model import AutoEncoder
 from convae.resume import EpochState, capture
+from convae.snapshots import N_IMAGES, Mark, Recorder, Snapshots, copy_weights
 
 REPORT_EVERY_S = 0.2  # progress events at least this often (the live chart gains ~5 points a second)
 PREVIEW_EVERY_S = 1.0  # "watch it learn" reconstructions this often
@@ -48,6 +49,7 @@ class TrainResult:
     history: History
     seconds: float
     device: str
+    snapshots: Snapshots | None = None  # the latent codes of fixed validation images as it trained
 
 
 class Collapsed(RuntimeError):  # noqa: N818 (public name, like the two above)
@@ -204,6 +206,7 @@ def train(
         train_x=_training_images(splits, config).to(dev),
         val_x=splits.val_images.to(dev),
         preview_x=to_float(splits.val_images[preview_indices(splits.val_labels)].to(dev)),
+        snap_x=splits.val_images[:N_IMAGES].to(dev),
     )
     started = time.perf_counter() - (resume.seconds if resume else 0.0)
     blank = blank_mse(data.train_x.cpu())
@@ -256,6 +259,7 @@ class _RunData:
     train_x: torch.Tensor  # (N, 28, 28) uint8
     val_x: torch.Tensor  # (10000, 28, 28) uint8
     preview_x: torch.Tensor  # (10, 1, 28, 28) float, one validation digit per class
+    snap_x: torch.Tensor  # (N, 28, 28) uint8, the validation images of the latent snapshots
 
 
 def _train_once(
@@ -296,6 +300,12 @@ def _train_once(
             watch.update(Vitals(**reading))
     first = resume.epoch + 1 if resume is not None else 1
     clock = _Clock(config.epochs, steps_per_epoch, first - 1)
+    snaps = Recorder(data.snap_x, config.epochs, steps_per_epoch, resume.snapshots if resume is not None else None)
+
+    def shots(snapshots: Snapshots | None, epoch: int, step: int) -> dict:
+        """An event's share of a snapshot: the snapshots so far (when one was taken) and a copy of the weights."""
+        taken = {"snapshots": snapshots} if snapshots is not None else {}
+        return {**taken, "weights": copy_weights(model, Mark(epoch, step, steps_per_epoch).label)}
 
     @torch.no_grad()
     def preview() -> torch.Tensor:
@@ -309,6 +319,8 @@ def _train_once(
         history.steps.append((epoch - 1) * steps_per_epoch + step)
         history.step_losses.append(running)
         extra = {"preview": preview()} if clock.take_preview(now) else {}
+        if snaps.due(epoch, step):
+            extra |= shots(snaps.take(model, epoch, step), epoch, step)
         emit(clock.event("step", epoch, step, train_loss=running, **extra))
         clock.reported()
 
@@ -322,7 +334,7 @@ def _train_once(
             raise _CollapseSeen(global_step, history.vitals)
 
     with open_stepper(spec, model, optimizer, nn.MSELoss(), train_x, bs) as stepper:
-        emit(clock.event("start", first, 0, preview=preview()))
+        emit(clock.event("start", first, 0, preview=preview(), **shots(snaps.start(model, first), first, 0)))
         clock.started()
         for epoch in range(first, config.epochs + 1):
             epoch_start = time.perf_counter()
@@ -337,7 +349,7 @@ def _train_once(
                 if is_check_step(global_step):
                     check_health(stepper.losses[: step + 1], global_step)
                 now = time.perf_counter()
-                if clock.report_due(now) or step == steps_per_epoch - 1:
+                if clock.report_due(now) or step == steps_per_epoch - 1 or snaps.due(epoch, step + 1):
                     report(stepper.losses[: step + 1], epoch, step + 1, now)
 
             train_loss = stepper.losses.mean().item()
@@ -348,24 +360,23 @@ def _train_once(
                 raise NonFiniteLoss(_nonfinite_message("validation loss", val_loss, where, config))
             seconds = time.perf_counter() - epoch_start
             history.epochs.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds})
-            kept = capture(config, epoch, model, optimizer, shuffle, history)
+            taken = snaps.epoch_end(model, epoch)
+            kept = capture(config, epoch, model, optimizer, shuffle, history, snaps.current or None)
             keep(kept)  # before the event: the caller holds epoch k's state before anyone hears that it ended
-            ends = clock.event(
-                "epoch", epoch, steps_per_epoch, train_loss=train_loss, val_loss=val_loss, preview=preview()
-            )
-            emit(ends)
+            shot = {"preview": preview(), **shots(taken, epoch, steps_per_epoch)}
+            emit(clock.event("epoch", epoch, steps_per_epoch, train_loss=train_loss, val_loss=val_loss, **shot))
 
     optimizer.zero_grad(set_to_none=True)  # the returned model carries no gradients
     model = model.cpu().to(memory_format=torch.contiguous_format).eval()
     seconds = time.perf_counter() - clock.start
     last = history.epochs[-1]
     emit(clock.event("done", config.epochs, steps_per_epoch, train_loss=last["train_loss"], val_loss=last["val_loss"]))
-    return TrainResult(config, model, history, seconds, str(dev))
+    return TrainResult(config, model, history, seconds, str(dev), snaps.current or None)
 
 
 def kept_result(state: EpochState) -> TrainResult:
     """The model of a kept epoch as a TrainResult (to store the model of a stopped run)."""
-    return TrainResult(state.config, state.build_model(), state.history, state.seconds, state.device)
+    return TrainResult(state.config, state.build_model(), state.history, state.seconds, state.device, state.snapshots)
 
 
 def _nonfinite_message(what: str, value: float, where: str, config: TrainConfig) -> str:

@@ -71,12 +71,18 @@ def test_sweep_page_with_the_shipped_model() -> None:
     fig = chart(at, "sweep-k-setting")
     pca = trace_named(fig, "PCA with K components")
     assert len(pca["x"]) == 64 and pca["y"][0] > pca["y"][-1]  # PCA's error falls with K
+    # The shipped recipe runs at Q1 = Q2 = 32 (the seed model, and the shipped sweep's K values if any).
+    recipe = sorted(
+        (c for c in test_app.shipped_configs() if c.dataset == "mnist" and (c.q1, c.q2) == (32, 32)),
+        key=lambda c: c.k,
+    )
     shipped_dot = trace_named(fig, "the assignment's recipe")
-    assert shipped_dot["x"] == [10] and shipped_dot["customdata"] == [TrainConfig().key()]
+    assert shipped_dot["x"] == [c.k for c in recipe] and TrainConfig().key() in shipped_dot["customdata"]
     assert trace_named(fig, "the model shown")["x"] == [10]  # the ring on the sidebar's model
     assert fig["layout"]["xaxis"]["type"] == "log"
     by_params = chart(at, "sweep-k-parameters")
-    assert trace_named(by_params, "the assignment's recipe")["x"] == [85835]  # Q1 = Q2 = 32, K = 10
+    params = trace_named(by_params, "the assignment's recipe")["x"]
+    assert params[[c.k for c in recipe].index(10)] == 85835  # Q1 = Q2 = 32, K = 10
     assert at.selectbox(key="sweep_preset").value == "quick"
     assert at.button(key="sweep_fill").label == f"Fill the gaps ({len(K_GRID)} runs)"
     assert any("not the assignment's recipe" in c for c in texts(at.caption))
@@ -218,7 +224,7 @@ def test_inside_page_with_a_blank_model(app_env: Path, data_root: Path) -> None:
 
 @pytest.mark.usefixtures("app_env")
 def test_inside_page_without_a_model() -> None:
-    at = open_page(INSIDE, k=3)
+    at = open_page(INSIDE, k=5)  # not on the shipped sweep's grid
     assert_clean(at)
     assert any(NO_MODEL in i for i in texts(at.info))
     assert not at.get("plotly_chart")

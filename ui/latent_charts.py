@@ -235,3 +235,35 @@ def image_plane_figure(
     if dense:
         fig.update_traces(marker_opacity=0.55, selector={"mode": "markers"})
     return fig
+
+
+def formation_figure(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    limits: list[tuple[float, float]],
+    axis_titles: tuple[str, str],
+    title: str,
+    height: int = 540,
+) -> go.Figure:
+    """One snapshot of the latent space as it formed: the snapshot images' codes (N, 1 or 2) by class, with
+    their class means as stars, in axes fixed for every snapshot (`limits`), so that from one snapshot to the
+    next the dots move and the axes stay."""
+    fig = go.Figure()
+    for c, name in enumerate(class_names):
+        idx = np.flatnonzero(labels == c)
+        fig.add_trace(_class_dots(coords, c, idx, name, opacity=0.6, hovertemplate=f"{name}<extra></extra>"))
+    means = np.stack(
+        [
+            coords[labels == c].mean(axis=0) if (labels == c).any() else np.full(coords.shape[1], np.nan)
+            for c in range(len(class_names))
+        ]
+    )
+    add_class_means(fig, means, class_names, prefix="μ ")
+    fig.update_layout(title={"text": title, "x": 0.01, "font": {"size": 16}}, uirevision="formation")
+    fig.update_xaxes(range=list(limits[0]), autorange=False)
+    y_range = list(limits[1]) if coords.shape[1] > 1 else [-0.6, len(class_names) - 0.4]
+    fig.update_yaxes(range=y_range, autorange=False)
+    _latent_layout(fig, class_names, coords.shape[1] == 1, axis_titles, height, "class (click to hide)")
+    fig.update_layout(margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    return fig

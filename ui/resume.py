@@ -9,6 +9,8 @@ from convae.jobs import JobState, JobView
 from convae.resume import EpochState
 from convae.train import TrainConfig
 from ui.charts import loss_figure
+from ui.identity import request_training
+from ui.presenter import students_paused, train_priority
 from ui.services import services
 from ui.state import describe, select_config
 
@@ -52,6 +54,7 @@ def resume_panel(config: TrainConfig, view: JobView | None, stored: bool, messag
     left = kept.epochs - kept.epoch
     if message:
         st.warning(f"**{resume_label(kept)}.** {why}", icon=":material/pause_circle:")
+    paused = students_paused()
     c1, c2, _ = st.columns([2, 2, 3])
     c1.button(
         f"Resume (the last {left} epoch{'s' if left != 1 else ''})" if left else "Resume (save it)",
@@ -59,7 +62,9 @@ def resume_panel(config: TrainConfig, view: JobView | None, stored: bool, messag
         key="resume_button",
         on_click=_train,
         args=(config, False),
-        help=f"Go on from the end of epoch {kept.epoch} with the same seed ({kept.seed}), weights, Adam state "
+        disabled=paused is not None,
+        help=paused
+        or f"Go on from the end of epoch {kept.epoch} with the same seed ({kept.seed}), weights, Adam state "
         "and data order: it ends as the run would have ended without the interruption.",
     )
     c2.button(
@@ -67,7 +72,8 @@ def resume_panel(config: TrainConfig, view: JobView | None, stored: bool, messag
         key="start_over_button",
         on_click=_train,
         args=(config, True),
-        help="Train this configuration from its first epoch; the kept epoch is replaced.",
+        disabled=paused is not None,
+        help=paused or "Train this configuration from its first epoch; the kept epoch is replaced.",
     )
     if stored:
         return False
@@ -80,8 +86,14 @@ def resume_panel(config: TrainConfig, view: JobView | None, stored: bool, messag
 
 
 def _train(config: TrainConfig, fresh: bool) -> None:
-    st.session_state["job_id"] = services().jobs.submit(config, fresh=fresh)
-    st.session_state["train_clicked"] = True
+    """Resume / Start over: the same request as the sidebar's Train (this session's one job, its name and
+    guess, the presenter's priority), and refused the same way while the teacher has paused training."""
+    if students_paused():
+        return
+    job_id = request_training(config, fresh=fresh, **train_priority())
+    if job_id is not None:
+        st.session_state["job_id"] = job_id
+        st.session_state["train_clicked"] = True
 
 
 def unfinished_runs(config: TrainConfig) -> None:

@@ -14,6 +14,7 @@ import streamlit as st
 
 from convae import analysis
 from convae.data import DATASETS, DataError, Splits, check_files, data_root, ensure_data, load_splits
+from convae.job_state import estimate_seconds
 from convae.jobs import JobManager, JobView
 from convae.store import RunStore, StoredRun
 from convae.train import TrainConfig
@@ -178,10 +179,8 @@ def attached_job(config: TrainConfig) -> JobView | None:
 
 
 def estimate_minutes(config: TrainConfig) -> str:
-    """A rough duration for the sidebar's config on this machine (from ~4,500 images/s at batch 32)."""
-    n = config.train_size or 60000
-    rate = 4500 * (1.8 if config.batch_size >= 128 else 1.0) * (32 * 32) / max(256, config.q1 * config.q2)
-    seconds = config.epochs * (n / min(rate, 20000) + 1.5)
+    """A rough duration for the sidebar's config on this machine, in words (convae.job_state's estimate)."""
+    seconds = estimate_seconds(config)
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 

@@ -10,6 +10,8 @@ from convae.data import DATASETS
 from convae.jobs import JobState
 from convae.presets import PRESETS
 from convae.train import TrainConfig
+from ui import identity, training
+from ui.presenter import students_paused, train_priority
 from ui.services import is_blank, services
 from ui.state import (
     BATCH_SIZES,
@@ -34,7 +36,7 @@ def sidebar() -> TrainConfig:
     init_state()
     svc = services()
     with st.sidebar:
-        status, buttons = st.container(), st.container()
+        status, you, buttons = st.container(), st.container(), st.container()
         st.divider()
         st.selectbox("Data set", list(DATASETS), key="dataset", format_func=lambda n: DATASETS[n].title)
         st.markdown("**Architecture** (Table 1)")
@@ -97,8 +99,9 @@ def sidebar() -> TrainConfig:
             width="stretch",
             key="train_button",
             on_click=_on_train,
-            disabled=active is not None,
-            help="Train this configuration in the background (the Train page shows it live). A run that did not "
+            disabled=active is not None or students_paused() is not None,
+            help=students_paused()
+            or "Train this configuration in the background (the Train page shows it live). A run that did not "
             "finish goes on from its last finished epoch (the Train page also offers to start over).",
         )
         c2.button(
@@ -109,11 +112,16 @@ def sidebar() -> TrainConfig:
             disabled=active is None,
             help="Stop the training of this configuration.",
         )
+        if students_paused():
+            st.caption(f":material/pause_circle: {students_paused()}")
+        identity.train_notice()
+    with you:
+        identity.inputs()
     with status:
         st.markdown("**Model shown on the pages**")
         if active:
             view = svc.jobs.snapshot(active)
-            where = f"queued, position {view.position}" if view.state is JobState.QUEUED else "training now"
+            where = f"queued, {training.wait_text(view)}" if view.state is JobState.QUEUED else "training now"
             st.info(f"This configuration is {where}.", icon=":material/hourglass_top:")
         if run and is_blank(run):
             st.warning(
@@ -134,13 +142,18 @@ def sidebar() -> TrainConfig:
         elif not active:
             st.warning("No model for this configuration yet. Press **Train**.", icon=":material/info:")
         st.caption(describe(config))
+        training.own_job(config)
     return config
 
 
 def _on_train() -> None:
     svc = services()
     config = selected_config()
-    job_id = svc.jobs.submit(config)
+    if students_paused():  # a click sent before the button was disabled
+        return
+    job_id = identity.request_training(config, **train_priority())  # None: refused, and it says why
+    if job_id is None:
+        return
     st.session_state["job_id"] = job_id
     st.session_state["train_clicked"] = True
     # A job that starts now has its first loss point a few tenths of a second later: wait for it (at

@@ -8,6 +8,7 @@ command line accept the same values.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import streamlit as st
 
@@ -19,6 +20,7 @@ from convae.train import TrainConfig
 # The TrainConfig fields the sidebar shows, each under a session key of the same name.
 KEYS = ("dataset", "q1", "q2", "k", "epochs", "lr", "batch_size", "train_size", "seed", "mean_init", "on_collapse")
 ALL_IMAGES = 0  # the widget's value for train_size=None (the whole training set)
+MAX_PARAM_CHARS = 64  # a longer address value is ignored unread
 
 
 def _widget_value(key: str, value: object) -> object:
@@ -89,10 +91,16 @@ def _parse(text: str, default: object) -> object:
 
 def config_from_url() -> dict:
     """The sidebar values in the address; a value the widgets could not show is ignored."""
+    return config_from_params(st.query_params.to_dict())
+
+
+def config_from_params(params: Mapping[str, str]) -> dict:
+    """The sidebar values among address parameters, each checked on its own: one the widgets could not
+    show (unknown choice, out of range, not a number, over-long) is left out and the others apply."""
     values = {}
     for key, default in DEFAULTS.items():
-        text = st.query_params.get(key)
-        if text is None:
+        text = params.get(key)
+        if not isinstance(text, str) or len(text) > MAX_PARAM_CHARS:
             continue
         try:
             value = _parse(text, default)
@@ -109,15 +117,30 @@ def config_from_url() -> dict:
     return values
 
 
+def _text(value: object) -> str:
+    return "1" if value is True else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def config_params() -> dict[str, str]:
+    """The session's sidebar values that differ from the defaults, as address parameters."""
+    init_state()
+    return {key: _text(st.session_state[key]) for key, default in DEFAULTS.items() if st.session_state[key] != default}
+
+
 def config_to_url() -> None:
-    """Write the session's values that differ from the defaults into the address."""
-
-    def text(value) -> str:
-        return "1" if value is True else f"{value:g}" if isinstance(value, float) else str(value)
-
-    wanted = {key: text(st.session_state[key]) for key, default in DEFAULTS.items() if st.session_state[key] != default}
+    """Write the session's values that differ from the defaults into the address (a page's selection
+    there, see ui/share.py, stays)."""
+    others = {key: value for key, value in st.query_params.to_dict().items() if key not in DEFAULTS}
+    wanted = {**config_params(), **others}
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
+
+
+def select_params(params: Mapping[str, str]) -> None:
+    """Move the sidebar to the configuration of address parameters (defaults for what they leave out or
+    the widgets could not show); before the widgets are drawn."""
+    for key, value in {**DEFAULTS, **config_from_params(params)}.items():
+        st.session_state[key] = value
 
 
 def current_preset() -> str | None:

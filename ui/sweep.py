@@ -21,6 +21,7 @@ from convae.train import TrainConfig
 from ui.baseline import image_pca
 from ui.charts import RUN_COLOURS
 from ui.lesson_charts import Baseline, Series, sweep_figure
+from ui.presenter import students_paused, train_priority
 from ui.services import estimate_minutes, is_blank, services
 from ui.state import select_config, selected_config
 
@@ -147,9 +148,11 @@ def gaps_note(sw: Sweep, missing: list[int], preset: str) -> str:
 def fill_the_gaps(kind: str, preset: str) -> None:
     """The button's callback: queue one training per missing grid value, with the preset's settings
     and the sidebar's seed, and remember the jobs so that the page follows them."""
+    if students_paused():  # the button is disabled then; a click that raced the pause does nothing
+        return
     sw = current_sweep(kind)
     jobs = services().jobs
-    ids = [jobs.submit(gap_config(sw, value, preset)) for value in gaps(sw, preset)]
+    ids = [jobs.submit(gap_config(sw, value, preset), **train_priority()) for value in gaps(sw, preset)]
     st.session_state[JOBS_KEY] = list(dict.fromkeys([*st.session_state.get(JOBS_KEY, []), *ids]))
 
 

@@ -1,13 +1,17 @@
-"""The Train page's blocks about jobs: a job's progress line, how it ended (or how it is going wrong),
-and the server's other trainings."""
+"""The Train page's blocks about jobs: a job's progress line or place in the queue, how it ended (or how it
+is going wrong), the guess against the result, the server's other trainings, and this session's own."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
+from convae.job_state import about
 from convae.jobs import JobState, JobView
 from convae.store import StoredRun
 from convae.train import History, TrainConfig
+from ui import identity
 from ui.charts import collapse_figure
 from ui.results import checkpoint_bytes, history_csv
 from ui.services import blank_warning, looks_blank_so_far, services
@@ -21,12 +25,19 @@ def fmt_time(seconds: float | None) -> str:
     return f"{m}:{s:02d}"
 
 
+def wait_text(view: JobView) -> str:
+    """A queued job's place in the line and about when it starts: "position 2 in the line, starts in about 3 min"."""
+    starts = "" if view.starts_in_s is None else f", starts in {about(view.starts_in_s)}"
+    return f"position {view.position} in the line{starts}"
+
+
 def progress_block(view: JobView) -> None:
     """The queue position of a queued job, else its progress bar (epoch, step, speed, time left)."""
     p = view.latest
     if view.state is JobState.QUEUED:
         st.info(
-            f"Queued: position {view.position} in the queue. It starts when the trainings before it end.",
+            f"Queued: {wait_text(view)} (the time left of the training now running and of the ones before it, "
+            "estimated). One training per person at a time: Train for another configuration replaces this one.",
             icon=":material/hourglass_top:",
         )
         return
@@ -52,6 +63,9 @@ def outcome(view: JobView) -> None:
             "The other pages show this model now.",
             icon=":material/check_circle:",
         )
+        guess = identity.my_guess(view.id)
+        if guess is not None:
+            st.info(reveal(guess, view.run.val_loss), icon=":material/lightbulb:")
     elif view.state is JobState.CANCELLED:
         st.warning(stopped_text(view), icon=":material/stop_circle:")
     elif view.state is JobState.FAILED:
@@ -69,6 +83,23 @@ def outcome(view: JobView) -> None:
             "the seed and train again.",
             icon=":material/warning:",
         )
+
+
+def reveal(guess: float, result: float) -> str:
+    """Predict, then reveal: "You guessed 0.0200, it reached 0.0131: better than you expected"."""
+    if abs(guess - result) <= 0.1 * result:
+        verdict = "spot on (within 10 %)"
+    else:
+        verdict = "better than you expected" if result < guess else "worse than you expected"
+    return f"You guessed {guess:.4f}, it reached {result:.4f}: {verdict}."
+
+
+def credit(run: StoredRun) -> None:
+    """Who trained a stored run (as plain text) and the guess they made before training, if any."""
+    if run.owner:
+        st.text(f"Trained by: {run.owner}")
+    if run.guess is not None:
+        st.caption(f"Guessed before training: {run.guess:.4f}; it reached {run.val_loss:.4f}.")
 
 
 def stopped_text(view: JobView) -> str:
@@ -90,10 +121,11 @@ def stopped_text(view: JobView) -> str:
 def downloads(run: StoredRun) -> None:
     """Download buttons for a stored run's loss history (CSV) and its checkpoint file."""
     name = run.config.key()
-    st.download_button("Download the loss history (CSV)", history_csv(run), f"{name}-losses.csv", "text/csv")
+    # The files are made when a button is pressed, not on every visit of the page.
+    st.download_button("Download the loss history (CSV)", partial(history_csv, run), f"{name}-losses.csv", "text/csv")
     if run.path is not None:
         st.download_button(
-            "Download the checkpoint (.pt)", checkpoint_bytes(run), run.path.name, "application/octet-stream"
+            "Download the checkpoint (.pt)", partial(checkpoint_bytes, run), run.path.name, "application/octet-stream"
         )
 
 
@@ -104,10 +136,25 @@ def other_trainings(config: TrainConfig) -> None:
         st.subheader("Other trainings on this server")
         for v in others:
             c1, c2 = st.columns([4, 1])
-            state = f"queued (position {v.position})" if v.state is JobState.QUEUED else "training"
+            state = f"queued ({wait_text(v)})" if v.state is JobState.QUEUED else "training"
             pct = f" · {v.latest.fraction:.0%}" if v.latest else ""
             c1.write(f"**{state}**{pct} · {describe(v.config)}")
+            if v.owner:
+                c1.text(f"by {v.owner}")  # a student's name: plain text, never Markdown
             c2.button("Show it", key=f"show-{v.id}", on_click=select_config, args=(v.config,))
+
+
+def own_job(config: TrainConfig) -> None:
+    """In the sidebar: this session's queued or running training, when the sidebar shows another configuration."""
+    jobs = services().jobs
+    job_id = jobs.job_of(identity.session_id())
+    view = jobs.snapshot(job_id) if job_id else None
+    if view is None or view.config == config:
+        return
+    state = wait_text(view) if view.state is JobState.QUEUED else "training now"
+    pct = f", {view.latest.fraction:.0%}" if view.state is JobState.RUNNING and view.latest else ""
+    st.info(f"Your training: {identity.short(view.config)}, {state}{pct}.", icon=":material/person:")
+    st.button("Show it", key="show_own_job", on_click=select_config, args=(view.config,), width="stretch")
 
 
 WHY_IT_COLLAPSED = (

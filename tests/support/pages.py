@@ -135,7 +135,7 @@ async def click_page_link(page, title: str) -> float:
 async def switch_page(page, title: str) -> float:
     """Open a page through the top navigation; seconds from the click until its heading is drawn."""
     t0 = await click_page_link(page, title)
-    await page.get_by_role("heading", name=PAGES[title][1]).wait_for()
+    await page.get_by_role("heading", name=PAGES[title][1], exact=True).wait_for()
     return time.perf_counter() - t0
 
 

@@ -1,0 +1,163 @@
+"""The protocol client (tests/support/st_client.py) and the class load test (scripts/classload.py).
+
+The client's test drives a tiny two-page app (tests/support/tiny_app.py) on a real server: every kind
+of widget the client sets, a button, a value the server pushes, a fragment on a timer, a page switch,
+a table. The load test's quick version runs `python -m scripts.classload --quick` (six protocol
+sessions and one Chromium tab on one server) and reads its JSON: how each job ended, the runs stored,
+the server log, every page's script finished. How long things took is printed, not checked here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.chromium import missing_browser
+from tests.support.server import Server, log_problems
+from tests.support.st_client import ProtocolError, Session
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def test_client_drives_a_tiny_app(tmp_path: Path) -> None:
+    with Server(tmp_path, tmp_path / "runs", tmp_path / "server.log", script="tests/support/tiny_app.py") as server:
+        timings = asyncio.run(_drive_tiny_app(server.url))
+        log = server.log_text()
+    assert log_problems(log) == ([], 0), log
+    assert {t.what for t in timings} == {"open", "set", "click", "rerun", "auto", "page"}
+    assert all(t.seconds > 0 for t in timings)
+    assert all(t.fragment == (t.what == "auto") for t in timings)
+
+
+async def _drive_tiny_app(url: str):
+    async with Session(url, timeout_s=30) as s:
+        assert s.page == "Home" and set(s.pages) == {"Home", "Other page"}
+        assert {w.key: (w.type, w.value) for w in s.widgets()} == {
+            "sidebar_name": ("text_input", ""),
+            "name": ("text_input", ""),
+            "n": ("slider", 3),
+            "follow": ("toggle", False),
+            "colour": ("selectbox", "red"),
+            "rate": ("select_slider", "0.3"),
+            "seed": ("number_input", 5),
+            "go": ("button", False),
+            "max": ("button", False),
+        }
+
+        def line() -> str:
+            return next(t for t in s.texts() if t.startswith("name="))
+
+        assert line() == "name= n=3 follow=False colour=red rate=0.3 seed=5 clicks=0"
+        for key, value in [
+            ("n", 7),
+            ("colour", "blue"),
+            ("rate", "1"),
+            ("seed", 42),
+            ("name", "Ann"),
+            ("follow", True),
+        ]:
+            await s.set(key, value)
+        assert line() == "name=Ann n=7 follow=True colour=blue rate=1 seed=42 clicks=0"
+        await s.click("go")
+        assert line().endswith("clicks=1")
+        await s.rerun()  # a click is sent once; the values set are sent with every rerun
+        assert line() == "name=Ann n=7 follow=True colour=blue rate=1 seed=42 clicks=1"
+        await s.click("max")  # its callback sets n on the server, which pushes the value to the tab
+        assert "n=10" in line() and s.widget("n").value == 10
+        await s.rerun()  # ... and the tab sends it back from then on, not its own 7
+        assert "n=10" in line()
+
+        for key, value in [("colour", "purple"), ("nope", 1), ("n", "ten"), ("n", 11), ("seed", -1)]:
+            with pytest.raises((ProtocolError, ValueError)):
+                await s.set(key, value)
+        with pytest.raises(ProtocolError, match="not a button"):
+            await s.click("n")
+        assert line() == "name=Ann n=10 follow=True colour=blue rate=1 seed=42 clicks=1"
+
+        # The fragment's timer reruns it every 0.2 s, as the front end would.
+        assert list(s.fragment_timers.values()) == [pytest.approx(0.2)]
+
+        def ticks() -> int:
+            return int(next(t for t in s.texts() if t.startswith("ticks="))[len("ticks=") :])
+
+        before = ticks()
+        await s.wait_for(lambda _: ticks() >= before + 3, 15, "three reruns of the fragment")
+        assert line().endswith("clicks=1")  # fragment reruns leave the rest of the page alone
+
+        await s.set("sidebar_name", "Bob")
+        await s.switch_page("Other page")
+        assert s.page == "Other page" and s.fragment_timers == {}
+        assert [(w.key, w.value) for w in s.widgets()] == [("sidebar_name", "Bob")]  # the page's widgets went
+        assert "Other" in s.texts() and not any(t.startswith("ticks=") for t in s.texts())
+        [table] = s.dataframes()
+        assert table["who"].tolist() == ["<b>Ann</b>"]
+        await s.switch_page("")  # by its address: the default page
+        assert s.page == "Home" and s.fragment_timers and s.widget("sidebar_name").value == "Bob"
+        assert s.exceptions == []
+        timings = list(s.timings)
+
+    async with Session(url, page="other", timeout_s=30) as s:  # opened at a page's address
+        assert s.page == "Other page" and s.dataframes()
+    return timings
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_quick_class_load_passes_its_checks(tmp_path: Path) -> None:
+    problem = missing_browser()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem}: CI is set, so the load test must run.")
+        pytest.skip(problem)
+    out = tmp_path / "results.json"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the script's data, runs and server log
+    run = subprocess.run(
+        [sys.executable, "-m", "scripts.classload", "--quick", "--no-time-limits", "--json", str(out)],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    report = run.stdout + run.stderr
+    assert out.is_file(), report
+    res = json.loads(out.read_text())
+    assert res["failures"] == [], report
+    assert run.returncode == 0 and res["passed"], report
+
+    # Six sessions: the teacher, three trainers (one stopped while its job runs, one at once), two followers.
+    students = res["students"]
+    assert [s["role"] for s in students] == [
+        "teacher",
+        "trainer",
+        "follower",
+        "trainer",
+        "follower",
+        "trainer",
+    ] and len(res["tab_results"]) == 1
+    assert all(s["errors"] == [] and s["requests"] > 0 for s in students), students
+    trainers = [s for s in students if s["role"] == "trainer"]
+    assert [(s["stop"], s["final"]) for s in trainers] == [
+        ("running", "cancelled"),
+        ("at once", "cancelled"),
+        (None, "done"),
+    ]
+    assert all(len(jobs) == 1 for jobs in res["jobs"].values()) and len(res["jobs"]) == 3, res["jobs"]
+    done = trainers[2]["config"]
+    assert done in res["checkpoints"] and trainers[1]["config"] not in res["checkpoints"]
+    # Every request's script ended (a request without one is a session error, above), and was timed.
+    timings = res["timings"]
+    assert timings["open_s"]["n"] == 6 and timings["page_s"]["n"] >= 6 * 3 and timings["fragment_rerun_s"]["n"] > 0
+    if res["features"]["names"]:  # the odd name, as typed, stored with the run and on the class board
+        assert trainers[2]["name"] == "<b>Zoë</b> *3* 🚀"
+        if res["features"]["class_board"]:
+            assert res["board"]["names_seen"] == [trainers[2]["name"]], res["board"]
+    if res["features"]["presenter"]:  # every follower (one session, one tab) showed every move
+        assert len(res["moves"]) == 6 and all(None not in m["arrivals"].values() for m in res["moves"]), res["moves"]
+    assert res["timing_misses"] == []  # not checked with --no-time-limits

@@ -1,0 +1,48 @@
+"""The heavier figures of the Reconstructions and Mixtures pages, built once per model (and selection) and
+shared by every tab: when a class follows the teacher to one of these pages, thirty sessions ask for the
+same figure within a second, and each would otherwise build it (a second or more each on two cores).
+
+The figures are read, never changed, by the pages that draw them.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from convae.data import Splits
+from convae.pca import ImagePCA
+from convae.store import StoredRun
+from ui import results
+from ui.baseline import comparison_rows, pca_reconstructions
+from ui.charts import clickable_image_grid, pairs_grid_figure
+from ui.results import run_id
+
+_CACHE = {"max_entries": 16, "show_spinner": False, "hash_funcs": {StoredRun: run_id}}
+
+
+@st.cache_resource(**_CACHE)
+def figure1_chart(run: StoredRun, _splits: Splits, _pca: ImagePCA | None, with_pca: bool) -> go.Figure:
+    """Figure 1 as the interactive grid of pairs (triples with PCA's reconstruction when `with_pca`)."""
+    a = results.model_analysis(run, _splits)
+    hover = results.batch_hover(a, _splits)
+    pca_batch = pca_reconstructions(_pca, _splits.val_images[:100], run.config.k) if with_pca and _pca else None
+    if pca_batch is not None:
+        hover = [f"{h} · PCA {e:.4f}" for h, e in zip(hover, pca_batch[1].tolist(), strict=True)]
+    pca = pca_batch[0].numpy() if pca_batch is not None else None
+    return pairs_grid_figure(a.originals.numpy(), a.recons.numpy(), hover, pca=pca)
+
+
+@st.cache_resource(**_CACHE)
+def pca_rows_chart(run: StoredRun, _splits: Splits, _pca: ImagePCA) -> go.Figure:
+    """The fixed digits in three rows: originals, the auto-encoder's and PCA's reconstructions."""
+    idx = results.preview_digits(_splits)
+    return clickable_image_grid(*comparison_rows(run, _pca, _splits, idx), height=300)
+
+
+@st.cache_resource(**_CACHE)
+def mixtures_chart(run: StoredRun, _splits: Splits, pair: tuple[int, int]) -> go.Figure:
+    """Figure 2 as a clickable grid, the cell `pair` marked."""
+    a = results.model_analysis(run, _splits)
+    names = list(a.classes)
+    return clickable_image_grid(a.mixtures.numpy(), names, names, results.mixture_hover(a), selected=pair)
