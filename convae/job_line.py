@@ -129,8 +129,9 @@ class JobLine:
 def refusal(running: Job) -> str:
     """Why a session's second training is refused while its first runs, and what to do."""
     c = running.config
+    epochs = f"{c.epochs} epoch{'s' if c.epochs != 1 else ''}"
     return (
-        f"Your training of Q1={c.q1}, Q2={c.q2}, K={c.k} ({c.epochs} epochs) is running, and each person trains "
+        f"Your training of Q1={c.q1}, Q2={c.q2}, K={c.k} ({epochs}) is running, and each person trains "
         f"one model at a time. Wait until it ends ({about(remaining_seconds(running))} left), or stop it first: "
         "show it (under Your training) and press Stop. Then press Train again."
     )

@@ -226,7 +226,7 @@ def test_train_button_trains_and_the_pages_show_the_new_model(app_env: Path) -> 
     small = {"q1": 4, "q2": 4, "k": 2, "epochs": 1, "mean_init": True}  # learns in one epoch
     at = open_page("dashboard.py", **small)
     assert any(NO_MODEL in w for w in texts(at.sidebar.warning))
-    assert any("Q1=4, Q2=4, K=2 · 1 epochs" in c for c in texts(at.sidebar.caption))
+    assert any("Q1=4, Q2=4, K=2 · 1 epoch" in c for c in texts(at.sidebar.caption))
 
     at.button(key="train_button").click().run()
     assert_clean(at)
@@ -241,7 +241,7 @@ def test_train_button_trains_and_the_pages_show_the_new_model(app_env: Path) -> 
     at = open_page("dashboard.py", **small)  # a new tab with the same config
     assert_clean(at)
     success = " ".join(texts(at.sidebar.success))
-    assert f"Trained model · 1 epochs · validation MSE **{view.run.val_loss:.4f}**" in success
+    assert f"Trained model · 1 epoch · validation MSE **{view.run.val_loss:.4f}**" in success
     assert at.sidebar.button(key="train_button").label == "Retrain"
     assert any("Loss history of the model shown (trained" in s for s in texts(at.subheader))
 

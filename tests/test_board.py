@@ -279,7 +279,7 @@ def test_a_clicked_row_shows_its_model_on_every_page(class_runs: list[TrainConfi
     assert not clicked.exception
     chosen = {k: clicked.session_state[k] for k in ("q1", "q2", "k", "epochs", "seed")}
     assert chosen == {"q1": 4, "q2": 4, "k": 2, "epochs": 1, "seed": 1}
-    assert "Showing Q1=4, Q2=4, K=2 (1 epochs, seed 1)" in clicked.session_state["board_picked"]
+    assert "Showing Q1=4, Q2=4, K=2 (1 epoch, seed 1)" in clicked.session_state["board_picked"]
 
 
 def test_a_hostile_name_on_the_train_page_and_the_compare_page(class_runs: list[TrainConfig]) -> None:
@@ -339,13 +339,13 @@ def test_the_sidebar_says_when_a_train_click_replaced_the_queued_run(monkeypatch
     at.session_state["k"] = 3
     at.run()
     assert any(
-        "Your training: Q1=4, Q2=4, K=2 (1 epochs, seed 0), position 1 in the line" in i for i in texts(at.sidebar.info)
+        "Your training: Q1=4, Q2=4, K=2 (1 epoch, seed 0), position 1 in the line" in i for i in texts(at.sidebar.info)
     )
     at.button(key="train_button").click().run()
     assert_clean(at)
     assert jobs.snapshot(queued).state == "cancelled"
     notice = " ".join(texts(at.sidebar.info))
-    assert "Your queued run of Q1=4, Q2=4, K=2 (1 epochs, seed 0) was replaced by Q1=4, Q2=4, K=3" in notice
+    assert "Your queued run of Q1=4, Q2=4, K=2 (1 epoch, seed 0) was replaced by Q1=4, Q2=4, K=3" in notice
     assert "This configuration is queued, position 1 in the line, starts in about" in notice
     for view in jobs.views():
         jobs.cancel(view.id)

@@ -85,22 +85,22 @@ def test_board_clicks_and_new_runs_in_chromium(server, capsys: pytest.CaptureFix
             sidebar = page.locator('[data-testid="stSidebar"]')
             page.goto(f"{url}/{ADDRESS}")
             page.wait_for_function(DRAWN_JS, arg=["Class board", 1], polling=50)
-            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epochs")
+            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epoch")
             mine = [d for d in dots(page) if "-q4-4-" in d[2]]
             assert len(mine) == 4
 
             # A click on the K = 3 dot: the sidebar, and so every page, shows that model.
             x, y, _ = next(d for d in mine if "-k3-" in d[2])
             page.mouse.click(*page.evaluate(DATA_TO_SCREEN_JS, [0, math.log10(x), y]))  # log x axis
-            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=3 · 1 epochs")
-            expect(page.get_by_text("Showing Q1=4, Q2=4, K=3 (1 epochs, seed 0) on every page.")).to_be_visible()
+            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=3 · 1 epoch")
+            expect(page.get_by_text("Showing Q1=4, Q2=4, K=3 (1 epoch, seed 0) on every page.")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "board-point-picked.png"))
 
             # A click on the first row (the newest run: K = 2, seed 2), on its selection box.
             grid = page.locator('[data-testid="stDataFrame"]').first
             box = grid.bounding_box()
             page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
-            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epochs")
+            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epoch")
             expect(sidebar).to_contain_text("seed 2")
             page.screenshot(path=str(ARTIFACTS / "board-row-picked.png"))
             page.locator('[data-testid="stPlotlyChart"]').first.screenshot(path=str(ARTIFACTS / "board-scatter.png"))

@@ -108,7 +108,7 @@ def test_sweep_and_inside_pages_in_chromium(server: str, capsys: pytest.CaptureF
             sidebar = page.locator('[data-testid="stSidebar"]')
             page.goto(f"{server}/{ADDRESS}")
             page.wait_for_function(DRAWN_JS, arg=["Bottleneck sweep", 2], polling=50)
-            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epochs")
+            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epoch")
 
             # The three stored runs are dots of one series; the ring marks K = 2, the sidebar's.
             dots = page.evaluate(POINTS_JS, [0, "custom"])
@@ -118,7 +118,7 @@ def test_sweep_and_inside_pages_in_chromium(server: str, capsys: pytest.CaptureF
             # Click the K = 3 dot: the sidebar, and so every page, now shows that model.
             x, y, _ = next(d for d in dots if d[0] == 3)
             page.mouse.click(*page.evaluate(DATA_TO_SCREEN_JS, [0, math.log10(x), math.log10(y)]))  # log axes
-            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=3 · 1 epochs")
+            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=3 · 1 epoch")
             page.wait_for_function(
                 f"() => ({POINTS_JS})([0, 'the model shown']).map(p => p[0]).join() === '3'", polling=100
             )

@@ -28,7 +28,7 @@ def test_quick_preset_from_the_address_trains_and_says_whether_it_restarted(serv
             sidebar = page.locator('[data-testid="stSidebar"]')
             expect(sidebar).to_contain_text("K=5")
             sidebar.get_by_role("button", name="Quick", exact=True).click()
-            expect(sidebar).to_contain_text("1 epochs · lr 0.003 · batch 128")
+            expect(sidebar).to_contain_text("1 epoch · lr 0.003 · batch 128")
             expect(sidebar).to_contain_text("Not the assignment's recipe")
             sidebar.get_by_role("button", name="Train", exact=True).click()
             expect(page.get_by_text("Done: validation MSE")).to_be_visible(timeout=TRAIN_S * 1000)

@@ -113,7 +113,7 @@ def test_a_second_train_while_the_first_runs_is_refused(managers, fake: FakeTrai
     mine = mgr.submit(cfg(1), session=ANN, owner="Ann")
     fake.wait_started(cfg(1))
     assert mgr.submit(cfg(1), session=ANN) == mine  # the same configuration again: the same job
-    with pytest.raises(JobRefusedError, match=r"Q1=4, Q2=4, K=2 \(1 epochs\) is running.*Stop"):
+    with pytest.raises(JobRefusedError, match=r"Q1=4, Q2=4, K=2 \(1 epoch\) is running.*Stop"):
         mgr.submit(cfg(2), session=ANN)
     assert mgr.active_for(cfg(2)) is None  # nothing was queued
     other = mgr.submit(cfg(2), session=BOB)  # another session may queue it

@@ -25,7 +25,7 @@ from ui import results, sweep
 from ui.charts import RUN_COLOURS
 from ui.identity import short
 from ui.services import services
-from ui.state import select_config, selected_config
+from ui.state import epochs_text, select_config, selected_config
 
 REFRESH_S = 1.0  # how often an open board looks for new runs (a directory listing: cheap)
 TABLE_KEY = "board_table"
@@ -155,7 +155,7 @@ def _who(name: str | None) -> str:
 def _hover(r: BoardRow) -> str:
     c = r.config
     return (
-        f"{_who(r.name)}<br>Q1={c.q1}, Q2={c.q2}, K={c.k} · {r.epochs} epochs · seed {c.seed}<br>"
+        f"{_who(r.name)}<br>Q1={c.q1}, Q2={c.q2}, K={c.k} · {epochs_text(r.epochs)} · seed {c.seed}<br>"
         f"{r.parameters:,} parameters · validation MSE {r.val_loss:.5f}"
     )
 

@@ -63,11 +63,12 @@ def loss_figure(
             )
         )
     fig.update_layout(
-        title=title,
+        # A title sits above the legend row, not on it.
+        title={"text": title, "y": 0.98, "yanchor": "top", "font": {"size": 14}} if title else None,
         xaxis_title="training step (batches seen)",
         yaxis_title="MSE loss",
-        height=380,
-        margin={"l": 60, "r": 20, "t": 40, "b": 50},
+        height=400 if title else 380,
+        margin={"l": 60, "r": 20, "t": 70 if title else 40, "b": 50},
         legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"},
         uirevision="loss",
     )

@@ -17,6 +17,7 @@ from convae.jobs import JobRefusedError, Submission
 from convae.student import MAX_NAME, clean_name, parse_guess
 from convae.train import TrainConfig
 from ui.services import services
+from ui.state import epochs_text
 
 SESSION_KEY = "_session_id"
 NAME_KEY = "student_name"
@@ -74,7 +75,7 @@ def inputs() -> None:
 
 
 def short(config: TrainConfig) -> str:
-    return f"Q1={config.q1}, Q2={config.q2}, K={config.k} ({config.epochs} epochs, seed {config.seed})"
+    return f"Q1={config.q1}, Q2={config.q2}, K={config.k} ({epochs_text(config.epochs)}, seed {config.seed})"
 
 
 def request_training(config: TrainConfig, fresh: bool = False, priority: bool = False) -> str | None:

@@ -23,6 +23,7 @@ from ui.state import (
     config_to_url,
     current_preset,
     describe,
+    epochs_text,
     init_state,
     reset_to_defaults,
     selected_config,
@@ -133,7 +134,7 @@ def sidebar() -> TrainConfig:
             st.warning(f"Model {run.label} · validation MSE **{run.val_loss:.4f}**", icon=":material/pause_circle:")
         elif run:
             st.success(
-                f"{'Shipped' if run.shipped else 'Trained'} model · {len(run.history.epochs)} epochs · "
+                f"{'Shipped' if run.shipped else 'Trained'} model · {epochs_text(len(run.history.epochs))} · "
                 f"validation MSE **{run.val_loss:.4f}**",
                 icon=":material/check_circle:",
             )

@@ -184,11 +184,16 @@ def selected_config() -> TrainConfig:
     )
 
 
+def epochs_text(n: int) -> str:
+    """'1 epoch', '10 epochs'."""
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
 def describe(config: TrainConfig) -> str:
     """The one-line summary of a config shown under the sidebar and beside stored runs."""
     size = "60,000" if config.train_size is None else f"{config.train_size:,}"
     return (
-        f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {config.epochs} epochs · lr {config.lr:g} · "
+        f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {epochs_text(config.epochs)} · lr {config.lr:g} · "
         f"batch {config.batch_size} · {size} images · seed {config.seed}"
         + (" · output starts at the mean" if config.mean_init else "")
     )

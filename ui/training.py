@@ -15,7 +15,7 @@ from ui import identity
 from ui.charts import collapse_figure
 from ui.results import checkpoint_bytes, history_csv
 from ui.services import blank_warning, looks_blank_so_far, services
-from ui.state import describe, select_config
+from ui.state import describe, epochs_text, select_config
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -59,7 +59,7 @@ def outcome(view: JobView) -> None:
     if view.state is JobState.DONE:
         blank_warning(view.run)
         st.success(
-            f"Done: validation MSE {view.run.val_loss:.5f} after {len(view.epochs)} epochs. "
+            f"Done: validation MSE {view.run.val_loss:.5f} after {epochs_text(len(view.epochs))}. "
             "The other pages show this model now.",
             icon=":material/check_circle:",
         )
