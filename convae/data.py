@@ -127,10 +127,29 @@ def data_root(override: str | os.PathLike | None = None) -> Path:
 # ----------------------------------------------------------------------------------- checks
 
 
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def check_files(root: Path, dataset: str = "mnist") -> list[str]:
-    """Structural problems with the four raw files (empty list: usable). Fast: no checksum."""
+    """Structural problems with the four raw files (empty list: usable). Fast: no checksum; the headers are
+    read again only when a file's size or time changed (every page of every tab asks, on every rerun)."""
+    raw = dataset_info(dataset).raw_dir(root)
+    stamp = tuple(_stat(raw / name) for name in RAW_FILES)
+    return list(_check_files(str(root), dataset, stamp))
+
+
+RAW_FILES = tuple(f"{p}-{kind}-idx{n}-ubyte" for p in ("train", "t10k") for kind, n in (("images", 3), ("labels", 1)))
+
+
+@functools.lru_cache(maxsize=16)
+def _check_files(root: str, dataset: str, _stamp: tuple) -> tuple[str, ...]:
     info = dataset_info(dataset)
-    raw = info.raw_dir(root)
+    raw = info.raw_dir(Path(root))
     problems = []
     for prefix in ("train", "t10k"):
         img, lab = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
@@ -138,7 +157,7 @@ def check_files(root: Path, dataset: str = "mnist") -> list[str]:
         problems += [p for p in (p_img, p_lab) if p]
         if not p_img and not p_lab and idx_count(img) != idx_count(lab):
             problems.append(f"{img.name} holds {idx_count(img)} images but {lab.name} {idx_count(lab)} labels")
-    return problems
+    return tuple(problems)
 
 
 def sha256_of(path: Path) -> str:

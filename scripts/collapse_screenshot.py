@@ -64,7 +64,7 @@ def main() -> None:
             page.goto(server.url + "/?k=5&seed=0")
             page.locator("h1", has_text="Train the auto-encoder").wait_for()
             sidebar.get_by_role("button", name="Quick", exact=True).click()
-            sidebar.get_by_text("1 epochs · lr 0.003 · batch 128").wait_for()
+            sidebar.get_by_text("1 epoch · lr 0.003 · batch 128").wait_for()
             seconds = train_and_wait(page, sidebar)
             said = page.get_by_text(re.compile(r"^(No restart|Restarted): ")).all_inner_texts()
             done = page.get_by_text("Done: validation MSE").inner_text()

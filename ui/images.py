@@ -12,7 +12,7 @@ def image_to_uint8(img: torch.Tensor | np.ndarray, scale: int = 8) -> np.ndarray
     """A (28, 28) image in [0, 1] as an enlarged uint8 array for st.image (nearest neighbour)."""
     arr = img.numpy() if isinstance(img, torch.Tensor) else img
     arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
-    return np.kron(arr, np.ones((scale, scale), dtype=np.uint8))
+    return arr.repeat(scale, axis=0).repeat(scale, axis=1)  # nearest neighbour, as np.kron with ones, faster
 
 
 def pixels(img: torch.Tensor) -> torch.Tensor:

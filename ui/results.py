@@ -102,16 +102,29 @@ def latent_figure_for(run: StoredRun, splits: Splits) -> go.Figure:
 # -------------------------------------------------------------------- Train, Compare runs
 
 
+_PREVIEW: dict[int, tuple[torch.Tensor, list[int]]] = {}
+
+
 def preview_digits(splits: Splits) -> list[int]:
-    """The fixed "watch it learn" validation digits: the first of each class."""
-    return preview_indices(splits.val_labels).tolist()
+    """The fixed "watch it learn" validation digits: the first of each class (found once per data set)."""
+    labels = splits.val_labels
+    kept = _PREVIEW.get(id(labels))
+    if kept is None or kept[0] is not labels:
+        kept = _PREVIEW[id(labels)] = (labels, preview_indices(labels).tolist())
+    return list(kept[1])
 
 
 def reconstruct_digits(
     run: StoredRun, splits: Splits, idx: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(originals, reconstructions, per-image MSE) of some validation digits."""
-    return analysis.reconstruct(run.model, splits.val_images[idx])
+    """(originals, reconstructions, per-image MSE) of some validation digits (once per model and digits:
+    every tab that shows the model asks for the same)."""
+    return _reconstructed(run, splits, tuple(idx))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False, hash_funcs={StoredRun: run_id})
+def _reconstructed(run: StoredRun, _splits: Splits, idx: tuple[int, ...]):
+    return analysis.reconstruct(run.model, _splits.val_images[list(idx)])
 
 
 def history_csv(run: StoredRun) -> bytes:
@@ -195,9 +208,14 @@ ALPHA_STEPS = torch.linspace(0, 1, 11).tolist()  # the strip of one class turnin
 
 
 def between(run: StoredRun, a: Analysis, pair: tuple[int, int], alphas: list[float]) -> list[torch.Tensor]:
-    """D((1 - α)·μ_o1 + α·μ_o2) for each α, for the class pair (o1, o2)."""
+    """D((1 - α)·μ_o1 + α·μ_o2) for each α, for the class pair (o1, o2) (once per model, pair and α's)."""
+    return _between(run, a, tuple(pair), tuple(alphas))
+
+
+@st.cache_resource(max_entries=256, show_spinner=False, hash_funcs={StoredRun: run_id})
+def _between(run: StoredRun, _a: Analysis, pair: tuple[int, int], alphas: tuple[float, ...]) -> list[torch.Tensor]:
     o1, o2 = pair
-    return [analysis.interpolate(run.model, a.means[o1], a.means[o2], t) for t in alphas]
+    return [analysis.interpolate(run.model, _a.means[o1], _a.means[o2], t) for t in alphas]
 
 
 # --------------------------------------------------------------------------- Latent walk

@@ -61,11 +61,15 @@ def train_button(page):
     return sidebar(page).get_by_role("button", name=re.compile(r"^(Train|Retrain)$"))
 
 
+def epochs_text(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
 def describe(config: TrainConfig) -> str:
     """What the sidebar caption says for this config (written out here, apart from the dashboard's code)."""
     size = "60,000" if config.train_size is None else f"{config.train_size:,}"
     return (
-        f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {config.epochs} epochs · lr {config.lr:g} · "
+        f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {epochs_text(config.epochs)} · lr {config.lr:g} · "
         f"batch {config.batch_size} · {size} images · seed {config.seed}"
     )
 
@@ -92,7 +96,7 @@ async def set_config(page, config: TrainConfig, attempts: int = 4) -> None:
     can close again, so each step is checked against the sidebar's caption and tried again.
     """
     caption = sidebar(page).locator('[data-testid="stCaptionContainer"]')
-    arch = f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {config.epochs} epochs "
+    arch = f"Q1={config.q1}, Q2={config.q2}, K={config.k} · {epochs_text(config.epochs)} "
     size = {
         None: "all 60,000 (the assignment's)",
         1000: "1,000 (quick demo subset)",
