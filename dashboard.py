@@ -42,7 +42,7 @@ try:
     share.open_view(page)  # a new tab: the selection in its address
     presenter.apply_pending(page)  # a student following the teacher: the teacher's view
     with st.sidebar:  # at the top: "Follow the teacher", while a teacher leads (nothing without a teacher key)
-        presenter.follow_fragment()
+        presenter.follow_fragment(page)
     sidebar()
     presenter.presenter_controls(page)
     presenter.publish_view(page)  # the teacher's page, before it draws: the class starts moving now

@@ -179,14 +179,19 @@ def _follow() -> None:
     if view is not None:
         st.session_state["_followed_seq"] = view.seq
         st.session_state["_pending_view"] = view
+        target = page_file(view.page)
+        if target is not None and view.page != st.session_state.get("_page_now"):
+            with contextlib.suppress(StreamlitAPIException):  # not a page of this navigation: stay
+                st.switch_page(target)  # from here: one full run, of the teacher's page
         st.rerun(scope="app")
 
 
-def follow_fragment() -> None:
+def follow_fragment(page: str = "") -> None:
     """A student's 'Follow the teacher' toggle, polling the presenter's view every second (drawn once per
     page, in the sidebar); a change of the pause redraws the app, so that the Train button says it."""
     if hub().configured:  # a presenter who does not lead (the projector's tab) may follow too
         st.session_state["_drawn_paused"] = hub().paused  # what this run's sidebar shows
+        st.session_state["_page_now"] = page
         _follow()
 
 
