@@ -204,7 +204,15 @@ def cmd_figures(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     write_figures(run.model, run.class_means, splits, out)
-    print(f"wrote {out / 'reconstructions.png'} and {out / 'mixtures.png'} (validation MSE {run.val_loss:.5f})")
+    from convae.figures import pca_comparison_image, save_png
+    from convae.pca import cached_pca
+
+    pca = cached_pca(data_root(args.data), run.config.dataset)  # the linear baseline with the model's K
+    save_png(pca_comparison_image(run.model, splits.val_images[:10], pca), out / "pca-comparison.png")
+    print(
+        f"wrote {out / 'reconstructions.png'}, {out / 'mixtures.png'} and {out / 'pca-comparison.png'} "
+        f"(validation MSE {run.val_loss:.5f}; PCA with {run.config.k} components: {pca.mse(run.config.k):.5f})"
+    )
     return 0
 
 

@@ -91,6 +91,7 @@ def test_board_clicks_and_new_runs_in_chromium(server, capsys: pytest.CaptureFix
 
             # A click on the K = 3 dot: the sidebar, and so every page, shows that model.
             x, y, _ = next(d for d in mine if "-k3-" in d[2])
+            page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()  # below a long table
             page.mouse.click(*page.evaluate(DATA_TO_SCREEN_JS, [0, math.log10(x), y]))  # log x axis
             expect(sidebar).to_contain_text("Q1=4, Q2=4, K=3 · 1 epoch")
             expect(page.get_by_text("Showing Q1=4, Q2=4, K=3 (1 epoch, seed 0) on every page.")).to_be_visible()
@@ -98,6 +99,7 @@ def test_board_clicks_and_new_runs_in_chromium(server, capsys: pytest.CaptureFix
 
             # A click on the first row (the newest run: K = 2, seed 2), on its selection box.
             grid = page.locator('[data-testid="stDataFrame"]').first
+            grid.evaluate("e => e.scrollIntoView({block: 'center'})")  # its first row in view, not only its end
             box = grid.bounding_box()
             page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
             expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epoch")

@@ -157,6 +157,16 @@ def test_train_writes_checkpoint_metrics_and_figures(data_root: Path, tmp_path: 
     assert str(ckpt) in captured.out
     assert "note:" not in captured.out  # batch size and learning rate are the assignment's
 
+    # `figures` redraws both figures of the checkpoint, and the comparison with PCA at the model's K.
+    again = tmp_path / "again"
+    assert main(["figures", str(ckpt), "--data", str(data_root), "--out", str(again)]) == 0
+    said = capsys.readouterr().out
+    assert "PCA with 2 components" in said
+    for name in ("reconstructions.png", "mixtures.png", "pca-comparison.png"):
+        assert (again / name).is_file(), name
+    with Image.open(again / "pca-comparison.png") as img:
+        assert img.width > img.height > 3 * 28  # three rows of ten digits
+
 
 def test_train_figures_show_the_pairs_and_the_decoded_class_means(data_root: Path, tmp_path: Path) -> None:
     """Figure 1 and Figure 2 as written by `train`, against the data and the checkpoint's own model.
