@@ -96,7 +96,10 @@ def test_the_channel_sweep() -> None:
     assert_clean(at)
     assert any("Q1 = Q2 and K = 10" in c for c in texts(at.caption))
     fig = chart(at, "sweep-q-setting")
-    assert trace_named(fig, "the assignment's recipe")["x"] == [32]
+    shipped_q = sorted(
+        c.q1 for c in test_app.shipped_configs() if c.dataset == "mnist" and c.k == 10 and c.q1 == c.q2
+    )  # the seed model (32) and the shipped channel sweep, if any
+    assert trace_named(fig, "the assignment's recipe")["x"] == shipped_q and 32 in shipped_q
     assert any("PCA with 10 components" in a["text"] for a in fig["layout"]["annotations"])  # one level
     assert fig["layout"]["xaxis"]["tickvals"] == list(Q_GRID)
     assert at.button(key="sweep_fill").label == f"Fill the gaps ({len(Q_GRID)} runs)"
