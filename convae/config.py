@@ -79,3 +79,8 @@ class TrainConfig:
 def _check_int(name: str, value: object, lo: int, hi: int, advice: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}. {advice}")
+
+
+def epochs_text(n: int) -> str:
+    """'1 epoch', '10 epochs': how the pages and messages say a number of epochs."""
+    return f"{n} epoch" if n == 1 else f"{n} epochs"

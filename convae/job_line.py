@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from convae.config import TrainConfig
+from convae.config import TrainConfig, epochs_text
 from convae.job_state import (
     Job,
     JobRefusedError,
@@ -129,7 +129,7 @@ class JobLine:
 def refusal(running: Job) -> str:
     """Why a session's second training is refused while its first runs, and what to do."""
     c = running.config
-    epochs = f"{c.epochs} epoch{'s' if c.epochs != 1 else ''}"
+    epochs = epochs_text(c.epochs)
     return (
         f"Your training of Q1={c.q1}, Q2={c.q2}, K={c.k} ({epochs}) is running, and each person trains "
         f"one model at a time. Wait until it ends ({about(remaining_seconds(running))} left), or stop it first: "

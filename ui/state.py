@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import streamlit as st
 
+from convae.config import epochs_text as epochs_text  # re-exported for the ui modules
 from convae.data import DATASETS
 from convae.model import SIZE_RANGES
 from convae.presets import PRESETS, preset_of
@@ -182,11 +183,6 @@ def selected_config() -> TrainConfig:
         mean_init=bool(s.mean_init),
         on_collapse=s.on_collapse,
     )
-
-
-def epochs_text(n: int) -> str:
-    """'1 epoch', '10 epochs'."""
-    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 def describe(config: TrainConfig) -> str:
