@@ -5,8 +5,10 @@ import logging
 
 import streamlit as st
 
-from ui import presenter, share
+from ui import delivery, presenter, share
 from ui.sidebar import sidebar
+
+delivery.install()  # once per server process: a finished run's last messages are never dropped
 
 st.set_page_config(page_title="convae: an auto-encoder on MNIST", page_icon="🔢", layout="wide")
 _log = logging.getLogger("convae")
@@ -38,6 +40,7 @@ navigation = st.navigation(
     position="top",
 )
 page = navigation.url_path
+delivery.record_page(st.session_state)  # the page the browser is to show; see ui.delivery
 try:
     share.open_view(page)  # a new tab: the selection in its address
     presenter.apply_pending(page)  # a student following the teacher: the teacher's view

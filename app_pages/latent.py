@@ -81,11 +81,18 @@ if ctx is not None:
         else:
             st.caption("Click a dot to see the image, its reconstruction and its latent code here.")
     if k != 2:
-        with st.expander("Compare: PCA of the images, the linear baseline with 2 numbers per image"):
+        # Drawn only when opened: another 10,000 points would slow every visit of the page.
+        pca_box = st.expander(
+            "Compare: PCA of the images, the linear baseline with 2 numbers per image",
+            key="latent_pca_open",
+            on_change="rerun",
+        )
+        with pca_box:
             st.caption(
                 "The validation images projected on the two directions of largest variance of the raw "
                 "training images: what a linear code of 2 numbers sees. Compare how well the classes "
                 "separate with the auto-encoder's plane above."
             )
-            pca_plane_chart(height=480, dense=False)
+            if pca_box.open:
+                pca_plane_chart(height=480, dense=False)
 formation.section(ctx)  # the latent space as it formed: the run's snapshots, with a slider and Play

@@ -160,7 +160,10 @@ def sweep_image(
         return u, v
 
     draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
-    for tick in _log_ticks(lx0, lx1):
+    # The x ticks are the settings trained (K or Q values) when there are few of them: easier to read than 1-2-5.
+    trained = {x for _, sx, _ in series for x in sx}
+    x_ticks = sorted(trained) if len(trained) <= 16 else _log_ticks(lx0, lx1)
+    for tick in x_ticks:
         u, _ = at(tick, 10**ly0)
         draw.line([u, top + plot_h, u, top + plot_h + 5], fill="black")
         draw.text((u, top + plot_h + 8), f"{tick:g}", fill="black", font=font, anchor="mt")
@@ -192,6 +195,11 @@ def sweep_image(
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
-    """1, 2, 5 times powers of ten between 10**lo and 10**hi."""
-    ticks = [m * 10.0**e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in (1, 2, 5)]
-    return [t for t in ticks if lo <= math.log10(t) <= hi]
+    """1, 2, 5 times powers of ten between 10**lo and 10**hi; finer steps (1 to 9, then halves) when that
+    gives fewer than 3 ticks (a narrow range, such as the channel sweep's MSEs)."""
+    for mantissas in ((1, 2, 5), range(1, 10), [m / 2 for m in range(2, 20)]):
+        ticks = [m * 10.0**e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in mantissas]
+        ticks = [float(f"{t:.6g}") for t in ticks if lo <= math.log10(t) <= hi]
+        if len(ticks) >= 3:
+            break
+    return ticks

@@ -30,6 +30,7 @@ from convae.engines import evaluate as evaluate
 from convae.history import History as History  # re-exported, as are Progress and TrainConfig
 from convae.history import Progress as Progress
 from convae.model import AutoEncoder
+from convae.optim import Adam
 from convae.resume import EpochState, capture
 from convae.snapshots import N_IMAGES, Mark, Recorder, Snapshots, copy_weights
 
@@ -287,7 +288,7 @@ def _train_once(
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)  # the convolution weights; undone at the end
     fused = dev.type in ("cpu", "cuda")
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused, capturable=spec.graph)
+    optimizer = Adam(model.parameters(), lr=config.lr, fused=fused, capturable=spec.graph)  # torch's, see optim
     history = History(seed=config.seed, mean_init=config.mean_init)
     kept = resume  # the last finished epoch: what a Stop keeps
     if resume is not None:  # everything the next epoch depends on, as it was at the end of resume.epoch

@@ -211,6 +211,10 @@ def print_report(res: dict) -> None:
                 f"{c['browser']:.0f} s, protocol client {c['client']:.0f} s in {res['total_s']:.0f} s"),
         ("unreported ends", f"{res['unreported_ends']} runs whose script_finished the server never sent "
                             "(Streamlit drops a replaced ScriptRunner's events; timed to the next run's start)"),
+        ("runs guarded", f"{res['guarded_runs']} finished runs whose last messages ui.delivery let through "
+                         "(Streamlit would have dropped them)"),
+        ("pages kept", f"{res['pages_kept']} fragment reruns that named the page a session had left, sent to "
+                       "the page drawn (ui.delivery)"),
         ("checkpoints", str(len(res["checkpoints"]))),
         ("class board", json.dumps(res["board"])[:200] if res["board"] else "-"),
     ]  # fmt: skip
@@ -277,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_s": {"server": server_cpu, "browser": browser_cpu, "client": sum(me.cpu_times()[:2]) - client_cpu0},
             "websocket_noise": log_problems(log)[1], "total_s": time.perf_counter() - t_start,
             "unreported_ends": sum(s.session.unreported for s in cls.students if s.session),
+            "guarded_runs": log.count("a finished run's last messages were sent"),
+            "pages_kept": log.count("a fragment's rerun named a page the session had left"),
         }  # fmt: skip
         res["failures"] = check(cls, log, runs_dir)
         res["timing_misses"] = [] if args.no_time_limits else limit_misses(t, peak)

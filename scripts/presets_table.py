@@ -2,18 +2,30 @@
 
 For every preset (convae.presets), K and seed it trains the preset's settings with the dashboard's
 default collapse handling (restart with the next seed) and prints one row per run, then a summary
-per preset and K: validation MSE (median and worst), restarts, blank runs and wall time.
+per preset and K: validation MSE after the first and the last epoch (median and worst), restarts,
+blank runs and wall time.
 
     .venv/bin/python -m scripts.presets_table                          # quick and good, K 1..64, seeds 0-4
     .venv/bin/python -m scripts.presets_table --presets quick --k 10 --seeds 2
+    .venv/bin/python -m scripts.presets_table --presets assignment --starts default mean \\
+        --record docs/data/recipe-runs.jsonl                           # the recipe's 80 runs (hours)
+
+`--starts default mean` trains every run twice: with the preset's own output start and with the
+mean-brightness start (the other remedy), and adds a table comparing the two. With `--record FILE`
+every finished run is appended to FILE (one JSON line) and runs already there are not trained again,
+so a long table can be stopped and started again, and split over processes (`--shard 1/2` and
+`--shard 2/2`, one thread each, writing to the same file). `--table-only` prints the tables of the
+record without training.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,47 +34,138 @@ from convae.data import load_splits
 from convae.presets import PRESETS, apply_preset
 from convae.train import TrainConfig, train
 
+STARTS = ("default", "mean")  # the preset's own output start, or the mean-brightness start
 
-def main() -> int:
+
+def planned(args: argparse.Namespace) -> list[dict]:
+    """Every run asked for, seed by seed (so that a partial record covers every K)."""
+    return [
+        {"preset": p, "start": s, "k": k, "seed": seed}
+        for p in args.presets
+        for s in args.starts
+        for seed in range(args.seeds)
+        for k in args.k
+    ]
+
+
+def run_key(row: dict) -> tuple:
+    return (row["preset"], row["start"], row["k"], row["seed"])
+
+
+def read_record(path: Path | None) -> list[dict]:
+    """The runs already recorded (malformed lines are skipped, so a line cut short by a kill does no harm)."""
+    if path is None or not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            run_key(row)
+        except (ValueError, KeyError, TypeError):
+            continue
+        rows.append(row)
+    return rows
+
+
+def train_one(plan: dict, splits, blank: float) -> dict:
+    config = apply_preset(TrainConfig(k=plan["k"], seed=plan["seed"]), plan["preset"])
+    if plan["start"] == "mean":
+        config = TrainConfig.from_dict({**config.to_dict(), "mean_init": True})
+    t0 = time.perf_counter()
+    result = train(config, splits, device="cpu")
+    seconds = time.perf_counter() - t0
+    vals = [float(e["val_loss"]) for e in result.history.epochs]
+    return {
+        **plan,
+        "mean_init": config.mean_init,
+        "val_by_epoch": vals,
+        "restarts": len(result.history.restarts),
+        "seed_used": result.history.seed,
+        "blank": learned_nothing(vals[-1], blank),
+        "seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
+        "load_average": round(os.getloadavg()[0], 1),
+    }
+
+
+def summary(rows: list[dict], args: argparse.Namespace) -> list[str]:
+    out = [
+        "| preset | start | K | runs | val MSE after epoch 1 (median) | after the last epoch (median) | worst "
+        "| restarts | blank runs | seconds median | slowest |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in args.presets:
+        for s in args.starts:
+            for k in args.k:
+                mine = [r for r in rows if (r["preset"], r["start"], r["k"]) == (p, s, k)]
+                if not mine:
+                    continue
+                first = [r["val_by_epoch"][0] for r in mine]
+                last = [r["val_by_epoch"][-1] for r in mine]
+                secs = [r["seconds"] for r in mine]
+                out.append(
+                    f"| {p} | {s} | {k} | {len(mine)} | {statistics.median(first):.4f} | {statistics.median(last):.4f} "
+                    f"| {max(last):.4f} | {sum(r['restarts'] for r in mine)} | {sum(r['blank'] for r in mine)} of "
+                    f"{len(mine)} | {statistics.median(secs):.0f} | {max(secs):.0f} |"
+                )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", choices=list(PRESETS), default=["quick", "good"])
+    parser.add_argument("--starts", nargs="+", choices=STARTS, default=["default"])
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3, 5, 10, 16, 32, 64])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    splits = load_splits()
-    blank = blank_mse(splits.val_images)
-    print(f"torch {torch.__version__}, {args.threads} threads, load average at start {os.getloadavg()[0]:.1f}")
-    print(f"{'preset':<7} {'K':>3} {'seed':>4}  {'val MSE':>8}  {'restarts':>8}  {'seconds':>7}  outcome", flush=True)
-    rows = []
-    for name in args.presets:
-        for k in args.k:
-            for seed in range(args.seeds):
-                config = apply_preset(TrainConfig(k=k, seed=seed), name)
-                t0 = time.perf_counter()
-                result = train(config, splits, device="cpu")
-                seconds = time.perf_counter() - t0
-                val = result.history.epochs[-1]["val_loss"]
-                is_blank = learned_nothing(val, blank)
-                rows.append((name, k, val, len(result.history.restarts), seconds, is_blank))
-                print(
-                    f"{name:<7} {k:>3} {seed:>4}  {val:8.4f}  {len(result.history.restarts):>8}  {seconds:7.1f}  "
-                    f"{'BLANK' if is_blank else 'learned'}",
-                    flush=True,
-                )
-    print(f"\nSummary (load average at the end {os.getloadavg()[0]:.1f})")
-    print("| preset | K | val MSE median | worst | restarts | blank runs | seconds median | slowest |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name in args.presets:
-        for k in args.k:
-            mine = [r for r in rows if r[0] == name and r[1] == k]
-            vals, secs = [r[2] for r in mine], [r[4] for r in mine]
+    parser.add_argument("--record", type=Path, help="append each finished run here (JSON lines) and skip those in it")
+    parser.add_argument("--shard", default="1/1", help="i/n: train only every n-th run of the plan, from the i-th")
+    parser.add_argument("--table-only", action="store_true", help="print the tables of --record, train nothing")
+    args = parser.parse_args(argv)
+    try:
+        index, count = (int(x) for x in args.shard.split("/"))
+        if not 1 <= index <= count:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--shard takes i/n with 1 <= i <= n, such as 1/2; got {args.shard!r}")
+    if args.table_only and args.record is None:
+        parser.error("--table-only needs --record FILE")
+
+    wanted = {run_key(p) for p in planned(args)}
+    done = [r for r in read_record(args.record) if run_key(r) in wanted]
+    todo = [p for n, p in enumerate(planned(args)) if n % count == index - 1]
+    todo = [p for p in todo if run_key(p) not in {run_key(r) for r in done}]
+    rows = list(done)
+    if not args.table_only and todo:
+        torch.set_num_threads(args.threads)
+        splits = load_splits()
+        blank = blank_mse(splits.val_images)
+        print(
+            f"torch {torch.__version__}, {args.threads} threads, load average at start {os.getloadavg()[0]:.1f}; "
+            f"{len(todo)} runs to train, {len(done)} already in the record"
+        )
+        head = f"{'preset':<10} {'start':<7} {'K':>3} {'seed':>4}  {'val MSE':>8}  {'restarts':>8}  {'seconds':>7}"
+        print(f"{head}  outcome")
+        for plan in todo:
+            row = train_one(plan, splits, blank)
+            rows.append(row)
+            if args.record is not None:
+                args.record.parent.mkdir(parents=True, exist_ok=True)
+                with args.record.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+            where = f"{row['preset']:<10} {row['start']:<7} {row['k']:>3} {row['seed']:>4}"
             print(
-                f"| {name} | {k} | {statistics.median(vals):.4f} | {max(vals):.4f} | {sum(r[3] for r in mine)} | "
-                f"{sum(r[5] for r in mine)} of {len(mine)} | {statistics.median(secs):.0f} | {max(secs):.0f} |"
+                f"{where}  {row['val_by_epoch'][-1]:8.4f}  {row['restarts']:>8}  {row['seconds']:7.1f}  "
+                f"{'BLANK' if row['blank'] else 'learned'}",
+                flush=True,
             )
-    return 1 if any(r[5] for r in rows) else 0
+    if args.record is not None:  # the other shards' runs too
+        rows = [r for r in read_record(args.record) if run_key(r) in wanted]
+    missing = len(wanted) - len({run_key(r) for r in rows})
+    load = os.getloadavg()[0]
+    print(f"\nSummary ({len(rows)} runs; {missing} of the plan not yet trained; load average now {load:.1f})")
+    print("\n".join(summary(rows, args)))
+    return 1 if any(r["blank"] for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ def test_page_with_the_shipped_model(page: str) -> None:
         assert at.metric[2].value == "10 numbers per image"
     elif page.endswith("latent.py"):
         assert any("two directions of largest variance" in c for c in texts(at.caption))
-        assert [c.key for c in at.get("plotly_chart")] == ["latent", "pca_plane"]  # PCA of the images, folded
+        assert [c.key for c in at.get("plotly_chart")] == ["latent"]  # PCA of the images: drawn when opened
     elif page.endswith("mixtures.py"):
         assert texts(at.subheader)[0] == "From 3 to 8"
         assert at.slider(key="alpha").value == 0.5

@@ -277,6 +277,9 @@ def test_latent_page_offers_the_pca_plane() -> None:
     at = open_page("app_pages/latent.py")
     assert_clean(at)
     assert [e.label for e in at.expander][0].startswith("Compare: PCA of the images")
+    assert [c.key for c in at.get("plotly_chart")] == ["latent"]  # folded: not drawn until opened
+    at.session_state["latent_pca_open"] = True
+    at.run()
     plane = chart(at, "pca_plane")
     assert (
         sum(len(values(t["x"])) for t in plane["data"] if t.get("mode") == "markers") == 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sys
 from pathlib import Path
 
@@ -182,6 +183,15 @@ def test_png_figures_of_the_lesson() -> None:
     assert chart.size[0] == 900 and len(chart.getcolors(1 << 20) or []) > 5  # something was drawn
     with pytest.raises(ValueError, match="at least one point"):
         sweep_image([("empty", [], [])], None, "K", "title")
+
+
+def test_log_ticks_give_a_narrow_range_more_than_one_tick() -> None:
+    from convae.figures import _log_ticks
+
+    assert _log_ticks(-2, 0) == [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    narrow = _log_ticks(math.log10(0.0125), math.log10(0.036))  # the channel sweep's MSEs and PCA's line
+    assert narrow == [0.015, 0.02, 0.025, 0.03, 0.035], narrow
+    assert all(0.0125 <= t <= 0.036 for t in narrow)
 
 
 def test_pca_comparison_png_has_three_rows(trained, splits, pca) -> None:

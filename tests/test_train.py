@@ -560,3 +560,44 @@ def test_cudnn_search_stays_on_until_the_last_overlapping_run_ends() -> None:
         assert torch.backends.cudnn.benchmark is False  # the value found before the first run
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_adam_without_dynamo_is_torchs_adam_bit_for_bit(fused: bool) -> None:
+    from convae.optim import Adam
+
+    torch.manual_seed(0)
+    ours, theirs = AutoEncoder(4, 4, 2), AutoEncoder(4, 4, 2)
+    theirs.load_state_dict(ours.state_dict())
+    optimizers = (
+        Adam(ours.parameters(), lr=1e-3, fused=fused),
+        torch.optim.Adam(theirs.parameters(), lr=1e-3, fused=fused),
+    )
+    x = torch.rand(8, 1, 28, 28)
+    for _ in range(5):
+        for model, opt in zip((ours, theirs), optimizers, strict=True):
+            opt.zero_grad(set_to_none=True)
+            nn.functional.mse_loss(model(x), x).backward()
+            opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(ours.parameters(), theirs.parameters(), strict=True))
+    a, b = (opt.state_dict() for opt in optimizers)
+    assert a["param_groups"] == b["param_groups"]
+    assert all(torch.equal(a["state"][i][name], b["state"][i][name]) for i in a["state"] for name in a["state"][i])
+    optimizers[0].load_state_dict(b)  # torch's state loads into ours
+    with pytest.raises(ValueError, match="differentiable"):
+        Adam(ours.parameters(), differentiable=True)
+
+
+def test_training_does_not_import_torch_dynamo(data_root) -> None:
+    """`torch._dynamo` costs about 2 s before the first step; nothing on the way to training needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from convae.data import load_splits; from convae.train import train; "
+        "from tests.conftest import tiny_config; "
+        f"train(tiny_config(), load_splits({str(data_root)!r}), device='cpu'); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr[-2000:]

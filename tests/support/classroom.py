@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import re
 import time
@@ -242,17 +243,51 @@ async def _tab_browse(tab: Tab, pages: list[str]) -> None:
         tab.switches.append((title, time.perf_counter() - t0))
 
 
+def _describe(message: bytes | str) -> str:
+    """A message from the server in a few words: its kind, and for a run's start its page and fragments."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    if isinstance(message, str):
+        return f"text {len(message)}"
+    msg = ForwardMsg()
+    try:
+        msg.ParseFromString(message)
+    except Exception:  # noqa: BLE001  (a report: any message it cannot read is named so)
+        return f"unreadable {len(message)}"
+    kind = msg.WhichOneof("type") or "?"
+    if kind == "new_session":
+        ns = msg.new_session
+        return f"new_session page={ns.page_script_hash[:6]} run={str(msg.metadata.run).strip()[:80]!r}"
+    if kind == "script_finished":
+        return f"script_finished {msg.script_finished} run={str(msg.metadata.run).strip()[:80]!r}"
+    if kind == "delta":
+        return f"delta {msg.metadata.delta_path[:3]} page={msg.metadata.active_script_hash[:6]} {len(message)}"
+    return f"{kind} {len(message)}"
+
+
 async def _tab_shows(tab: Tab, what: str, target, timeout_s: float, artifacts: Path | None) -> None:
     if what == "page":
         locator = _heading(tab, target)
     else:
         locator = tab.page.locator('[data-testid="stSidebar"]').get_by_text(re.compile(rf"\bK={target} ·")).first
+    t0 = time.perf_counter()
     try:
         await locator.wait_for(timeout=timeout_s * 1000)
     except Exception:
         if artifacts is not None:
             with contextlib.suppress(Exception):
-                await tab.page.screenshot(path=artifacts / f"tab-{tab.index}-missed-{what}-{target}.png")
+                name = f"tab-{tab.index}-missed-{what}-{target}"
+                await tab.page.screenshot(path=artifacts / f"{name}.png")
+                frames = [
+                    (round(t - t0, 2), _describe(m)) for t, m in getattr(tab.page, "frames_in", []) if t >= t0 - 5
+                ]
+                state = await tab.page.evaluate(
+                    "() => ({script: document.querySelector('[data-testid=stApp]')?.getAttribute("
+                    "'data-test-script-state'), main: document.querySelector('[data-testid=stMain]')?.innerText"
+                    ".slice(0, 300), url: location.href})"
+                )
+                report = {"state": state, "frames_after_move": frames[:400], "console": tab.page.console_lines[-40:]}
+                (artifacts / f"{name}.json").write_text(json.dumps(report, indent=1))
         raise
 
 

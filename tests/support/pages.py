@@ -4,6 +4,7 @@ sidebar to a configuration, press Train or Stop, switch pages through the top na
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 
@@ -18,6 +19,8 @@ PAGES = {  # navigation title -> (section of the top navigation, heading the pag
     "Mixtures": ("The assignment", "Mixtures of classes (Figure 2)"),
     "Latent walk": ("Explore further", "Walk the latent space"),
     "Compare runs": ("Explore further", "Compare runs"),
+    "Bottleneck sweep": ("Explore further", "Bottleneck sweep"),
+    "Inside the network": ("Explore further", "Inside the network"),
 }
 SETUP_WAIT_S = 20  # for the sidebar to show a change (every change reruns the script)
 # What the Train page says once Stop has ended a job (in its first epoch, or after a finished one).
@@ -32,11 +35,20 @@ async def open_session(browser, url: str, timeout_s: float = 60):
     page = await context.new_page()
     page.websockets_opened = 0  # more than one: the tab lost its connection and reconnected
 
+    page.frames_in = collections.deque(maxlen=3000)  # (time, message): the server's last messages, for a report
+    page.console_lines: list[str] = []  # the browser console's warnings and errors, for a report
+
     def opened(ws) -> None:
         if "/_stcore/stream" in ws.url:
             page.websockets_opened += 1
+            ws.on("framereceived", lambda data: page.frames_in.append((time.perf_counter(), data)))
+
+    def console(msg) -> None:
+        if msg.type in ("error", "warning") and len(page.console_lines) < 200:
+            page.console_lines.append(f"{msg.type}: {msg.text[:300]}")
 
     page.on("websocket", opened)
+    page.on("console", console)
     page.set_default_timeout(timeout_s * 1000)
     await page.goto(url)
     await page.get_by_role("heading", name=PAGES["Train"][1]).wait_for()

@@ -1,0 +1,128 @@
+"""ui.delivery: a finished run's queued messages still reach the browser when a fragment's rerun starts
+a new ScriptRunner before the event loop has sent them (the race is replayed here step by step)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+from streamlit.proto.ClientState_pb2 import ClientState
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.runtime.app_session import AppSession, AppSessionState
+from streamlit.runtime.scriptrunner import ScriptRunnerEvent
+from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+
+from tests.test_app import app_env, open_page  # noqa: F401  (app_env: a fixture)
+from ui import delivery
+
+
+class _Session(AppSession):
+    def __del__(self) -> None:  # a bare test object: nothing of a real session to shut down
+        pass
+
+
+def _session(old: object, new: object) -> tuple[AppSession, list[ForwardMsg]]:
+    """An AppSession with just what request_rerun and the event handler use; `old` has finished its run."""
+    sent: list[ForwardMsg] = []
+    session = object.__new__(_Session)
+    session._event_loop = asyncio.get_running_loop()
+    session._state = AppSessionState.APP_IS_RUNNING
+    session._scriptrunner = old
+    session._client_state = ClientState()
+    session._fragment_storage = mock.Mock(contains=mock.Mock(return_value=True))
+    session._local_sources_watcher = None
+    session._run_on_save = False
+    session._enqueue_forward_msg = sent.append
+
+    def create(rerun_data: object) -> None:  # noqa: ARG001  (AppSession._create_scriptrunner's signature)
+        session._scriptrunner = new
+
+    session._create_scriptrunner = create
+    return session, sent
+
+
+def _delta(text: str) -> ForwardMsg:
+    msg = ForwardMsg()
+    msg.delta.new_element.markdown.body = text
+    return msg
+
+
+def _replay(fragment_id: str) -> tuple[AppSession, list[ForwardMsg], object]:
+    """A run ends while its last element and its end are still queued; a rerun request comes first."""
+    old = SimpleNamespace(request_rerun=mock.Mock(return_value=False), request_stop=mock.Mock())  # it has ended
+    new = SimpleNamespace(request_rerun=mock.Mock(return_value=True))
+    session, sent = _session(old, new)
+    session.request_rerun(ClientState(fragment_id=fragment_id))
+    assert session._scriptrunner is new
+    handle = session._handle_scriptrunner_event_on_event_loop
+    handle(old, ScriptRunnerEvent.ENQUEUE_FORWARD_MSG, forward_msg=_delta("the page's last element"))
+    handle(old, ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS)
+    handle(old, ScriptRunnerEvent.SCRIPT_STARTED, page_script_hash="p")  # a run the browser is not to see
+    handle(old, ScriptRunnerEvent.ENQUEUE_FORWARD_MSG, forward_msg=_delta("after its end: not sent"))
+    handle(old, ScriptRunnerEvent.SCRIPT_STOPPED_FOR_RERUN)  # that run's end: not sent either
+    handle(old, ScriptRunnerEvent.SHUTDOWN)  # the old runner's last event must not touch the new runner
+    return session, sent, new
+
+
+def test_a_fragment_rerun_lets_the_finished_runs_messages_through() -> None:
+    assert delivery.install() and delivery.install()  # once; a second call changes nothing
+
+    async def main() -> None:
+        session, sent, new = _replay("follow-fragment")
+        bodies = [m.delta.new_element.markdown.body for m in sent if m.HasField("delta")]
+        assert bodies == ["the page's last element"]
+        assert [m.script_finished for m in sent if m.HasField("script_finished")] == [ForwardMsg.FINISHED_SUCCESSFULLY]
+        assert session._scriptrunner is new and getattr(session, delivery._ATTR) is None
+
+    asyncio.run(main())
+
+
+def test_a_full_rerun_still_drops_them_as_it_redraws_everything() -> None:
+    delivery.install()
+
+    async def main() -> None:
+        session, sent, new = _replay("")
+        assert not any(m.HasField("delta") or m.HasField("script_finished") for m in sent)
+        assert session._scriptrunner is new
+
+    asyncio.run(main())
+
+
+def _fragment_run(page: str) -> RerunData:
+    return RerunData(page_script_hash=page, fragment_id_queue=["follow"])
+
+
+def test_a_fragment_that_names_the_page_just_left_runs_on_the_page_drawn(monkeypatch) -> None:
+    """The server moved the session from page A to page B (a follow-me move) after the browser's last
+    request of its own; a fragment's timer that still names A runs on B, so the browser keeps B."""
+    runner = SimpleNamespace(_session_id="s1", _session_state={})
+    monkeypatch.setattr(delivery, "_asked_at", {"s1": 10.0})  # the browser's last own request
+    state = runner._session_state
+    state.update({delivery.PAGE_KEY: "B", delivery.LEFT_KEY: "A", delivery.DRAWN_AT_KEY: 11.0})
+    assert delivery.on_drawn_page(runner, _fragment_run("A")).page_script_hash == "B"
+    assert delivery.on_drawn_page(runner, _fragment_run("B")).page_script_hash == "B"
+    assert delivery.on_drawn_page(runner, _fragment_run("C")).page_script_hash == "C"  # went there itself
+    assert delivery.on_drawn_page(runner, RerunData(page_script_hash="A")).page_script_hash == "A"  # a full run
+    state[delivery.DRAWN_AT_KEY] = 9.0  # the browser asked for a page of its own after the move: its choice
+    assert delivery.on_drawn_page(runner, _fragment_run("A")).page_script_hash == "A"
+    assert delivery.on_drawn_page(SimpleNamespace(_session_id="s2", _session_state={}), _fragment_run("A"))
+
+
+def test_a_browsers_own_full_run_is_noted() -> None:
+    session = SimpleNamespace(id="s3")
+    delivery.note_request(session, ClientState(fragment_id="follow"))
+    assert "s3" not in delivery._asked_at
+    delivery.note_request(session, ClientState(page_script_hash="A"))
+    assert delivery._asked_at["s3"] > 0
+
+
+@pytest.mark.usefixtures("app_env")
+def test_each_full_run_records_its_page_and_the_one_left() -> None:
+    at = open_page("dashboard.py")
+    train = at.session_state[delivery.PAGE_KEY]
+    assert train and at.session_state[delivery.LEFT_KEY] is None
+    at.switch_page("app_pages/mixtures.py").run()
+    assert at.session_state[delivery.LEFT_KEY] == train
+    assert at.session_state[delivery.PAGE_KEY] not in (train, None)

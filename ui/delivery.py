@@ -1,0 +1,143 @@
+"""Every message of a finished run reaches the browser: a guard against a race in Streamlit's AppSession.
+
+A script run's messages (its elements, then "script finished") go from the run's thread to the server's
+event loop, which sends them to the browser. When the loop is busy (a class of 30 on two cores), a
+browser's fragment timer (the live chart, "Follow the teacher") can ask for a rerun after the run has
+ended but before the loop has sent its last messages. Streamlit (1.67) then starts a new ScriptRunner
+for the fragment and drops every event still queued from the old one (`AppSession.
+_handle_scriptrunner_event_on_event_loop`: "Ignoring event from non-current ScriptRunner"). A full rerun
+would draw the page again; a fragment's run does not, so the browser keeps a page whose last elements
+never came: a follower's main area stayed blank after the teacher moved, and the run never ended in the
+browser.
+
+`install()` lets those queued events of the finished run through, in their order, before the new run's:
+the old run had ended (that is why Streamlit started a new one), so all of its events were queued before
+the new runner's first. Only a fragment's rerun is concerned; a full rerun still drops them (it redraws
+everything). Nothing changes when the race does not happen. If Streamlit's internals differ from what
+this expects, nothing is installed and the server logs why.
+
+A second race, on a page switch made by the server (a follow-me move): the browser names its page in every
+request, and a fragment's timer that fires before the browser has heard of the move names the old page.
+Streamlit runs the fragment "on" that old page and tells the browser so, and the browser drops the new
+page's elements: a blank main area under a sidebar that did follow (seen with real tabs in a class of 30).
+`install()` also runs such a fragment on the page of the session's last full run (`record_page`), which is
+the page the browser is about to show: the server's messages reach it in order. This is decided when the
+fragment's run starts, so that it also holds for a request queued behind the run that made the move.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any
+
+from streamlit.runtime.app_session import AppSession
+from streamlit.runtime.scriptrunner import ScriptRunner, ScriptRunnerEvent, get_script_run_ctx
+from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+
+_log = logging.getLogger("convae")
+_DELIVERED = {
+    ScriptRunnerEvent.ENQUEUE_FORWARD_MSG,
+    ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS,
+    ScriptRunnerEvent.SCRIPT_STOPPED_WITH_COMPILE_ERROR,
+    ScriptRunnerEvent.SCRIPT_STOPPED_FOR_RERUN,
+    ScriptRunnerEvent.FRAGMENT_STOPPED_WITH_SUCCESS,
+}
+_ATTR = "_convae_finished_runner"  # on an AppSession: the finished runner whose events still go out
+PAGE_KEY = "_page_hash_drawn"  # in session state: the page of the session's last full run
+LEFT_KEY = "_page_hash_left"  # and the page it drew before that one
+DRAWN_AT_KEY = "_page_drawn_at"  # and when that page was chosen (time.monotonic())
+_asked_at: dict[str, float] = {}  # per session id: when its browser last asked for a full run (time.monotonic())
+_lock = threading.Lock()
+stats = {"runs": 0, "events": 0, "pages": 0}  # runs let through, their events, fragment reruns sent to the page
+
+
+def record_page(session_state) -> None:
+    """In each full run, after the navigation chose the page: remember it for the fragments' reruns."""
+    ctx = get_script_run_ctx()
+    if ctx is not None and ctx.page_script_hash and ctx.page_script_hash != session_state.get(PAGE_KEY):
+        session_state[LEFT_KEY] = session_state.get(PAGE_KEY)
+        session_state[PAGE_KEY] = ctx.page_script_hash
+        session_state[DRAWN_AT_KEY] = time.monotonic()
+
+
+def note_request(session: Any, client_state: Any) -> None:
+    """On each request of a browser: a full run asked for by the browser itself (a click, a page link)
+    means that it knows where it goes, so its fragments' pages are its own from then on."""
+    if client_state is not None and not client_state.fragment_id:
+        _asked_at[getattr(session, "id", "")] = time.monotonic()
+
+
+def on_drawn_page(runner: Any, rerun_data: RerunData) -> RerunData:
+    """A fragment's run, moved to the page the session last drew when the browser still named the page
+    drawn before it and the server chose the new page after the browser's last request of its own: the
+    browser has not heard of the move yet. Otherwise the run is left as it is."""
+    if not rerun_data.fragment_id_queue or not rerun_data.page_script_hash:
+        return rerun_data
+    try:
+        state = runner._session_state
+        drawn, left, drawn_at = state[PAGE_KEY], state[LEFT_KEY], state[DRAWN_AT_KEY]
+    except (KeyError, AttributeError):
+        return rerun_data
+    asked_at = _asked_at.get(getattr(runner, "_session_id", ""), 0.0)
+    if not isinstance(drawn, str) or not drawn or rerun_data.page_script_hash != left or drawn_at < asked_at:
+        return rerun_data
+    stats["pages"] += 1
+    _log.info("a fragment's rerun named a page the session had left; run on the page drawn (%d)", stats["pages"])
+    return dataclasses.replace(rerun_data, page_script_hash=drawn, page_name="")
+
+
+def install() -> bool:
+    """Patch AppSession once per process; True when the guard is in place."""
+    with _lock:
+        if getattr(AppSession, "_convae_delivery", False):
+            return True
+        request = getattr(AppSession, "request_rerun", None)
+        handle = getattr(AppSession, "_handle_scriptrunner_event_on_event_loop", None)
+        run_script = getattr(ScriptRunner, "_run_script", None)
+        if request is None or handle is None or run_script is None:
+            _log.warning("Streamlit's AppSession has changed: the guard for a finished run's messages is off")
+            return False
+
+        def request_rerun(self: Any, client_state: Any) -> None:
+            old = getattr(self, "_scriptrunner", None)
+            note_request(self, client_state)
+            request(self, client_state)
+            fragment = getattr(client_state, "fragment_id", "") if client_state is not None else ""
+            if fragment and old is not None and getattr(self, "_scriptrunner", None) is not old:
+                setattr(self, _ATTR, old)  # the old runner had ended; its queued events are still to come
+
+        def handle_event(self: Any, sender: Any, event: Any, *args: Any, **kwargs: Any) -> None:
+            finished = getattr(self, _ATTR, None)
+            if sender is None or sender is not finished or sender is getattr(self, "_scriptrunner", None):
+                return handle(self, sender, event, *args, **kwargs)
+            if event in (ScriptRunnerEvent.SHUTDOWN, ScriptRunnerEvent.SCRIPT_STARTED):
+                # Its last event, or the start of a run the browser is not to see (dropped, as Streamlit
+                # does): nothing after it is let through, so the browser never gets the end of a run
+                # whose start it did not get.
+                setattr(self, _ATTR, None)
+                return None
+            if event not in _DELIVERED:
+                return handle(self, sender, event, *args, **kwargs)  # ignored, as Streamlit does
+            current = self._scriptrunner
+            self._scriptrunner = sender  # handled as the runner it was when it sent this
+            try:
+                handle(self, sender, event, *args, **kwargs)
+            finally:
+                self._scriptrunner = current
+            stats["events"] += 1
+            if event != ScriptRunnerEvent.ENQUEUE_FORWARD_MSG:
+                stats["runs"] += 1
+                _log.info("a finished run's last messages were sent after a fragment's rerun began (%d)", stats["runs"])
+            return None
+
+        def run_on_drawn_page(self: Any, rerun_data: RerunData) -> None:
+            return run_script(self, on_drawn_page(self, rerun_data))
+
+        ScriptRunner._run_script = run_on_drawn_page  # type: ignore[method-assign]
+        AppSession.request_rerun = request_rerun  # type: ignore[method-assign]
+        AppSession._handle_scriptrunner_event_on_event_loop = handle_event  # type: ignore[method-assign]
+        AppSession._convae_delivery = True  # type: ignore[attr-defined]
+        return True
