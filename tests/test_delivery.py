@@ -4,6 +4,7 @@ a new ScriptRunner before the event loop has sent them (the race is replayed her
 from __future__ import annotations
 
 import asyncio
+import collections
 from types import SimpleNamespace
 from unittest import mock
 
@@ -95,27 +96,34 @@ def _fragment_run(page: str) -> RerunData:
 
 
 def test_a_fragment_that_names_the_page_just_left_runs_on_the_page_drawn(monkeypatch) -> None:
-    """The server moved the session from page A to page B (a follow-me move) after the browser's last
-    request of its own; a fragment's timer that still names A runs on B, so the browser keeps B."""
-    runner = SimpleNamespace(_session_id="s1", _session_state={})
-    monkeypatch.setattr(delivery, "_asked_at", {"s1": 10.0})  # the browser's last own request
-    state = runner._session_state
-    state.update({delivery.PAGE_KEY: "B", delivery.LEFT_KEY: "A", delivery.DRAWN_AT_KEY: 11.0})
-    assert delivery.on_drawn_page(runner, _fragment_run("A")).page_script_hash == "B"
+    """The server moved the session from page A to page B (a follow-me move: the browser asked for A); a
+    fragment's timer that still names A runs on B, so the browser keeps B."""
+    runner = SimpleNamespace(_session_id="s1", _session_state={delivery.PAGE_KEY: "B", delivery.LEFT_KEY: "A"})
+    monkeypatch.setattr(delivery, "_asked_page", {"s1": "A"})  # the page of the browser's last own request
+    moved = delivery.on_drawn_page(runner, _fragment_run("A"))
+    assert moved.page_script_hash == "B" and moved.fragment_id_queue == ["follow"]
     assert delivery.on_drawn_page(runner, _fragment_run("B")).page_script_hash == "B"
     assert delivery.on_drawn_page(runner, _fragment_run("C")).page_script_hash == "C"  # went there itself
     assert delivery.on_drawn_page(runner, RerunData(page_script_hash="A")).page_script_hash == "A"  # a full run
-    state[delivery.DRAWN_AT_KEY] = 9.0  # the browser asked for a page of its own after the move: its choice
+    delivery._asked_page["s1"] = "B"  # the browser asked for B itself: its fragments' pages are its own
     assert delivery.on_drawn_page(runner, _fragment_run("A")).page_script_hash == "A"
     assert delivery.on_drawn_page(SimpleNamespace(_session_id="s2", _session_state={}), _fragment_run("A"))
 
 
 def test_a_browsers_own_full_run_is_noted() -> None:
     session = SimpleNamespace(id="s3")
-    delivery.note_request(session, ClientState(fragment_id="follow"))
-    assert "s3" not in delivery._asked_at
+    delivery.note_request(session, ClientState(fragment_id="follow", page_script_hash="A"))
+    assert "s3" not in delivery._asked_page
     delivery.note_request(session, ClientState(page_script_hash="A"))
-    assert delivery._asked_at["s3"] > 0
+    assert delivery._asked_page["s3"] == "A"
+
+
+def test_the_pages_asked_for_are_kept_for_the_newest_sessions_only(monkeypatch) -> None:
+    monkeypatch.setattr(delivery, "MAX_SESSIONS", 2)
+    monkeypatch.setattr(delivery, "_asked_page", collections.OrderedDict())
+    for sid in ("a", "b", "a", "c"):
+        delivery.note_request(SimpleNamespace(id=sid), ClientState(page_script_hash="P"))
+    assert list(delivery._asked_page) == ["a", "c"]  # "b" was the oldest request
 
 
 @pytest.mark.usefixtures("app_env")

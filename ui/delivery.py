@@ -1,4 +1,4 @@
-"""Every message of a finished run reaches the browser: a guard against a race in Streamlit's AppSession.
+"""Guards against races in Streamlit's sessions that left a follower's page blank on a busy server.
 
 A script run's messages (its elements, then "script finished") go from the run's thread to the server's
 event loop, which sends them to the browser. When the loop is busy (a class of 30 on two cores), a
@@ -20,17 +20,23 @@ A second race, on a page switch made by the server (a follow-me move): the brows
 request, and a fragment's timer that fires before the browser has heard of the move names the old page.
 Streamlit runs the fragment "on" that old page and tells the browser so, and the browser drops the new
 page's elements: a blank main area under a sidebar that did follow (seen with real tabs in a class of 30).
-`install()` also runs such a fragment on the page of the session's last full run (`record_page`), which is
-the page the browser is about to show: the server's messages reach it in order. This is decided when the
-fragment's run starts, so that it also holds for a request queued behind the run that made the move.
+`install()` runs such a fragment on the page of the session's last full run (`record_page`), which is the
+page the browser is about to show. This is decided when the run starts, so that it also holds for a
+request queued behind the run that made the move.
+
+Left as it is: a third race, in the browser (Streamlit 1.67's front end, `handleNewSession`). A run's
+start message compares its page with the page in the front end's state and clears the page's elements
+when they differ; that state is updated asynchronously, so when a busy browser takes a page-changing run
+and a fragment's run in one bunch, the fragment's start still sees the old page and clears the new one.
+Seen in the load test's message logs of tabs that missed a move (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import threading
-import time
 from typing import Any
 
 from streamlit.runtime.app_session import AppSession
@@ -48,8 +54,9 @@ _DELIVERED = {
 _ATTR = "_convae_finished_runner"  # on an AppSession: the finished runner whose events still go out
 PAGE_KEY = "_page_hash_drawn"  # in session state: the page of the session's last full run
 LEFT_KEY = "_page_hash_left"  # and the page it drew before that one
-DRAWN_AT_KEY = "_page_drawn_at"  # and when that page was chosen (time.monotonic())
-_asked_at: dict[str, float] = {}  # per session id: when its browser last asked for a full run (time.monotonic())
+# Per session id: the page its browser named in its last full-run request (the newest MAX_SESSIONS sessions).
+_asked_page: collections.OrderedDict[str, str] = collections.OrderedDict()
+MAX_SESSIONS = 2000
 _lock = threading.Lock()
 stats = {"runs": 0, "events": 0, "pages": 0}  # runs let through, their events, fragment reruns sent to the page
 
@@ -60,29 +67,32 @@ def record_page(session_state) -> None:
     if ctx is not None and ctx.page_script_hash and ctx.page_script_hash != session_state.get(PAGE_KEY):
         session_state[LEFT_KEY] = session_state.get(PAGE_KEY)
         session_state[PAGE_KEY] = ctx.page_script_hash
-        session_state[DRAWN_AT_KEY] = time.monotonic()
 
 
 def note_request(session: Any, client_state: Any) -> None:
-    """On each request of a browser: a full run asked for by the browser itself (a click, a page link)
-    means that it knows where it goes, so its fragments' pages are its own from then on."""
+    """On each request of a browser: the page it names when it asks for a full run (a click, a page link),
+    so that a page it chose itself is told from one the server moved it to."""
     if client_state is not None and not client_state.fragment_id:
-        _asked_at[getattr(session, "id", "")] = time.monotonic()
+        with _lock:
+            _asked_page[getattr(session, "id", "")] = client_state.page_script_hash
+            _asked_page.move_to_end(getattr(session, "id", ""))
+            while len(_asked_page) > MAX_SESSIONS:
+                _asked_page.popitem(last=False)
 
 
 def on_drawn_page(runner: Any, rerun_data: RerunData) -> RerunData:
-    """A fragment's run, moved to the page the session last drew when the browser still named the page
-    drawn before it and the server chose the new page after the browser's last request of its own: the
-    browser has not heard of the move yet. Otherwise the run is left as it is."""
+    """A fragment's run, moved to the page the session last drew when the server chose that page (the
+    browser did not ask for it) and the browser still names the page drawn before it: it has not heard of
+    the move yet. Otherwise the run is left as it is."""
     if not rerun_data.fragment_id_queue or not rerun_data.page_script_hash:
         return rerun_data
     try:
         state = runner._session_state
-        drawn, left, drawn_at = state[PAGE_KEY], state[LEFT_KEY], state[DRAWN_AT_KEY]
+        drawn, left = state[PAGE_KEY], state[LEFT_KEY]
     except (KeyError, AttributeError):
         return rerun_data
-    asked_at = _asked_at.get(getattr(runner, "_session_id", ""), 0.0)
-    if not isinstance(drawn, str) or not drawn or rerun_data.page_script_hash != left or drawn_at < asked_at:
+    asked = _asked_page.get(getattr(runner, "_session_id", ""))
+    if not isinstance(drawn, str) or not drawn or rerun_data.page_script_hash != left or drawn == asked:
         return rerun_data
     stats["pages"] += 1
     _log.info("a fragment's rerun named a page the session had left; run on the page drawn (%d)", stats["pages"])
@@ -98,7 +108,7 @@ def install() -> bool:
         handle = getattr(AppSession, "_handle_scriptrunner_event_on_event_loop", None)
         run_script = getattr(ScriptRunner, "_run_script", None)
         if request is None or handle is None or run_script is None:
-            _log.warning("Streamlit's AppSession has changed: the guard for a finished run's messages is off")
+            _log.warning("Streamlit's AppSession or ScriptRunner has changed: the guards of ui.delivery are off")
             return False
 
         def request_rerun(self: Any, client_state: Any) -> None:
