@@ -214,7 +214,7 @@ def print_report(res: dict) -> None:
         ("runs guarded", f"{res['guarded_runs']} finished runs whose last messages ui.delivery let through "
                          "(Streamlit would have dropped them)"),
         ("pages kept", f"{res['pages_kept']} fragment reruns that named the page a session had left, sent to "
-                       "the page drawn (ui.delivery)"),
+                       f"the page drawn; {res['ticks_skipped']} such timer ticks not run (ui.delivery)"),
         ("checkpoints", str(len(res["checkpoints"]))),
         ("class board", json.dumps(res["board"])[:200] if res["board"] else "-"),
     ]  # fmt: skip
@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             "unreported_ends": sum(s.session.unreported for s in cls.students if s.session),
             "guarded_runs": log.count("a finished run's last messages were sent"),
             "pages_kept": log.count("a fragment's rerun named a page the session had left"),
+            "ticks_skipped": log.count("a fragment's timer named a page the session had left"),
         }  # fmt: skip
         res["failures"] = check(cls, log, runs_dir)
         res["timing_misses"] = [] if args.no_time_limits else limit_misses(t, peak)

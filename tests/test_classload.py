@@ -161,3 +161,16 @@ def test_quick_class_load_passes_its_checks(tmp_path: Path) -> None:
     if res["features"]["presenter"]:  # every follower (one session, one tab) showed every move
         assert len(res["moves"]) == 6 and all(None not in m["arrivals"].values() for m in res["moves"]), res["moves"]
     assert res["timing_misses"] == []  # not checked with --no-time-limits
+
+
+def test_the_logs_websocket_close_noise_is_told_from_errors() -> None:
+    """Starlette's traceback when a tab closes mid-message (kept from a class run) is noise; any other
+    traceback after "Exception in ASGI application" is an error."""
+    noise = (Path(__file__).parent / "data" / "asgi_close_noise.log").read_text()
+    stamp = "2026-11-27 18:44:59,235 INFO convae.jobs: job-15 done\n"
+    assert log_problems(stamp + noise + stamp) == ([], 1)
+    error = (
+        'Exception in ASGI application\nTraceback (most recent call last):\n  File "a.py", line 1\nValueError: boom\n'
+    )
+    problems, count = log_problems(stamp + error + stamp + noise)
+    assert count == 1 and problems[0] == "Exception in ASGI application"

@@ -95,17 +95,20 @@ def _fragment_run(page: str) -> RerunData:
     return RerunData(page_script_hash=page, fragment_id_queue=["follow"])
 
 
-def test_a_fragment_that_names_the_page_just_left_runs_on_the_page_drawn(monkeypatch) -> None:
-    """The server moved the session from page A to page B (a follow-me move: the browser asked for A); a
-    fragment's timer that still names A runs on B, so the browser keeps B."""
-    runner = SimpleNamespace(_session_id="s1", _session_state={delivery.PAGE_KEY: "B", delivery.LEFT_KEY: "A"})
-    monkeypatch.setattr(delivery, "_asked_page", {"s1": "A"})  # the page of the browser's last own request
-    moved = delivery.on_drawn_page(runner, _fragment_run("A"))
-    assert moved.page_script_hash == "B" and moved.fragment_id_queue == ["follow"]
+def test_a_fragment_that_names_a_page_left_runs_on_the_page_drawn_or_not_at_all(monkeypatch) -> None:
+    """The server moved the session from page A to page B (a follow-me move); a fragment's request that
+    still names A is from a browser that has not shown B yet."""
+    state = {delivery.PAGE_KEY: "B", delivery.LEFT_KEY: ["Z", "A"]}
+    runner = SimpleNamespace(_session_id="s1", _session_state=state)
+    monkeypatch.setattr(delivery, "_asked_page", {"s1": ""})  # the server chose B
+    click = delivery.on_drawn_page(runner, _fragment_run("A"))  # a click in the fragment: on page B
+    assert click.page_script_hash == "B" and click.fragment_id_queue == ["follow"]
+    tick = RerunData(page_script_hash="Z", fragment_id_queue=["follow"], is_auto_rerun=True)
+    assert delivery.on_drawn_page(runner, tick) is None  # a timer's tick from a page left: not run
     assert delivery.on_drawn_page(runner, _fragment_run("B")).page_script_hash == "B"
-    assert delivery.on_drawn_page(runner, _fragment_run("C")).page_script_hash == "C"  # went there itself
+    assert delivery.on_drawn_page(runner, _fragment_run("C")).page_script_hash == "C"  # not a page it left
     assert delivery.on_drawn_page(runner, RerunData(page_script_hash="A")).page_script_hash == "A"  # a full run
-    delivery._asked_page["s1"] = "B"  # the browser asked for B itself: its fragments' pages are its own
+    delivery._asked_page["s1"] = "B"  # the browser asked for B itself: a click is its own
     assert delivery.on_drawn_page(runner, _fragment_run("A")).page_script_hash == "A"
     assert delivery.on_drawn_page(SimpleNamespace(_session_id="s2", _session_state={}), _fragment_run("A"))
 
@@ -130,7 +133,10 @@ def test_the_pages_asked_for_are_kept_for_the_newest_sessions_only(monkeypatch) 
 def test_each_full_run_records_its_page_and_the_one_left() -> None:
     at = open_page("dashboard.py")
     train = at.session_state[delivery.PAGE_KEY]
-    assert train and at.session_state[delivery.LEFT_KEY] is None
+    assert train and at.session_state[delivery.LEFT_KEY] == []
     at.switch_page("app_pages/mixtures.py").run()
-    assert at.session_state[delivery.LEFT_KEY] == train
-    assert at.session_state[delivery.PAGE_KEY] not in (train, None)
+    assert at.session_state[delivery.LEFT_KEY] == [train]
+    mixtures = at.session_state[delivery.PAGE_KEY]
+    assert mixtures not in (train, None)
+    at.switch_page("app_pages/train.py").run()
+    assert at.session_state[delivery.LEFT_KEY] == [mixtures]  # each page once, the latest last

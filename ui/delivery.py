@@ -20,15 +20,17 @@ A second race, on a page switch made by the server (a follow-me move): the brows
 request, and a fragment's timer that fires before the browser has heard of the move names the old page.
 Streamlit runs the fragment "on" that old page and tells the browser so, and the browser drops the new
 page's elements: a blank main area under a sidebar that did follow (seen with real tabs in a class of 30).
-`install()` runs such a fragment on the page of the session's last full run (`record_page`), which is the
-page the browser is about to show. This is decided when the run starts, so that it also holds for a
-request queued behind the run that made the move.
+`install()` looks at each fragment's run as it starts (so that it also sees a request queued behind the
+run that made the move): a click in a fragment that names a page the session has left runs on the page
+of the last full run (`record_page`) when the server chose that page; a timer's tick is not run at all
+(below).
 
-Left as it is: a third race, in the browser (Streamlit 1.67's front end, `handleNewSession`). A run's
-start message compares its page with the page in the front end's state and clears the page's elements
-when they differ; that state is updated asynchronously, so when a busy browser takes a page-changing run
-and a fragment's run in one bunch, the fragment's start still sees the old page and clears the new one.
-Seen in the load test's message logs of tabs that missed a move (docs/reliability.md).
+A third race is in the browser (Streamlit 1.67's front end, `handleNewSession`). A run's start message
+compares its page with the page in the front end's state and clears the page's elements when they
+differ; that state is updated asynchronously, so when a busy browser takes a page-changing run and a
+fragment's run in one bunch, the fragment's start still sees the old page and clears the new one. Seen in
+the load test's message logs of tabs that missed a move (docs/reliability.md): the fragment's runs right
+after the move were the timer's ticks sent before it, from the old page. `install()` does not run those.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ _DELIVERED = {
 }
 _ATTR = "_convae_finished_runner"  # on an AppSession: the finished runner whose events still go out
 PAGE_KEY = "_page_hash_drawn"  # in session state: the page of the session's last full run
-LEFT_KEY = "_page_hash_left"  # and the page it drew before that one
+LEFT_KEY = "_pages_left"  # and the pages it drew before that one, the latest last (at most 8)
 # Per session id: the page its browser named in its last full-run request (the newest MAX_SESSIONS sessions).
 _asked_page: collections.OrderedDict[str, str] = collections.OrderedDict()
 MAX_SESSIONS = 2000
@@ -64,9 +66,17 @@ stats = {"runs": 0, "events": 0, "pages": 0}  # runs let through, their events, 
 def record_page(session_state) -> None:
     """In each full run, after the navigation chose the page: remember it for the fragments' reruns."""
     ctx = get_script_run_ctx()
-    if ctx is not None and ctx.page_script_hash and ctx.page_script_hash != session_state.get(PAGE_KEY):
-        session_state[LEFT_KEY] = session_state.get(PAGE_KEY)
-        session_state[PAGE_KEY] = ctx.page_script_hash
+    page = ctx.page_script_hash if ctx is not None else ""
+    if not page or page == session_state.get(PAGE_KEY):
+        return
+    left = [p for p in session_state.get(LEFT_KEY) or [] if p != page]
+    if session_state.get(PAGE_KEY):
+        left.append(session_state[PAGE_KEY])
+    session_state[LEFT_KEY] = left[-8:]
+    session_state[PAGE_KEY] = page
+    with _lock:
+        if _asked_page.get(ctx.session_id) != page:  # the server moved it here: the browser did not ask
+            _asked_page[ctx.session_id] = ""
 
 
 def note_request(session: Any, client_state: Any) -> None:
@@ -80,10 +90,12 @@ def note_request(session: Any, client_state: Any) -> None:
                 _asked_page.popitem(last=False)
 
 
-def on_drawn_page(runner: Any, rerun_data: RerunData) -> RerunData:
-    """A fragment's run, moved to the page the session last drew when the server chose that page (the
-    browser did not ask for it) and the browser still names the page drawn before it: it has not heard of
-    the move yet. Otherwise the run is left as it is."""
+def on_drawn_page(runner: Any, rerun_data: RerunData) -> RerunData | None:
+    """A fragment's run that names a page the session has left (the browser has not yet shown the page
+    drawn since). A timer's tick is not run at all (None): its start would reach a busy browser together
+    with the page change and clear the new page (the third race above); the next tick, sent once the browser
+    has the new page, runs. Another rerun (a click in a fragment) runs on the page drawn when the server
+    chose that page (a follow-me move). Otherwise the run is left as it is."""
     if not rerun_data.fragment_id_queue or not rerun_data.page_script_hash:
         return rerun_data
     try:
@@ -91,10 +103,15 @@ def on_drawn_page(runner: Any, rerun_data: RerunData) -> RerunData:
         drawn, left = state[PAGE_KEY], state[LEFT_KEY]
     except (KeyError, AttributeError):
         return rerun_data
-    asked = _asked_page.get(getattr(runner, "_session_id", ""))
-    if not isinstance(drawn, str) or not drawn or rerun_data.page_script_hash != left or drawn == asked:
+    named = rerun_data.page_script_hash
+    if not isinstance(drawn, str) or not drawn or named == drawn or named not in (left or []):
         return rerun_data
     stats["pages"] += 1
+    if rerun_data.is_auto_rerun:
+        _log.info("a fragment's timer named a page the session had left; not run (%d)", stats["pages"])
+        return None
+    if drawn == _asked_page.get(getattr(runner, "_session_id", "")):
+        return rerun_data  # the browser went there itself: its click is its own
     _log.info("a fragment's rerun named a page the session had left; run on the page drawn (%d)", stats["pages"])
     return dataclasses.replace(rerun_data, page_script_hash=drawn, page_name="")
 
@@ -144,7 +161,8 @@ def install() -> bool:
             return None
 
         def run_on_drawn_page(self: Any, rerun_data: RerunData) -> None:
-            return run_script(self, on_drawn_page(self, rerun_data))
+            moved = on_drawn_page(self, rerun_data)
+            return None if moved is None else run_script(self, moved)
 
         ScriptRunner._run_script = run_on_drawn_page  # type: ignore[method-assign]
         AppSession.request_rerun = request_rerun  # type: ignore[method-assign]

@@ -157,8 +157,22 @@ def log_problems(log: str) -> tuple[list[str], int]:
     websocket-close noise (starlette's WebSocketDisconnected when a tab goes away mid-message)."""
     blocks = re.split(r"\n(?=\S)", log)  # a traceback's lines are indented, except its first and last
     problems, noise = [], 0
+    in_asgi_noise = False  # inside "Exception in ASGI application" and its chained tracebacks
     for i, block in enumerate(blocks):
-        if not LOG_PROBLEM.search(block):
+        if block.startswith("Exception in ASGI application"):
+            group = [block]
+            for later in blocks[i + 1 :]:
+                if later.startswith("Exception in ASGI application") or re.match(r"\d{4}-\d\d-\d\d ", later):
+                    break
+                group.append(later)
+            text = "\n".join(group)
+            in_asgi_noise = "WebSocketDisconnected" in text and "starlette" in text
+            if in_asgi_noise:
+                noise += 1
+                continue
+        elif re.match(r"\d{4}-\d\d-\d\d ", block):
+            in_asgi_noise = False
+        if in_asgi_noise or not LOG_PROBLEM.search(block):
             continue
         if "WebSocketDisconnected" in block and "starlette" in "".join(blocks[max(0, i - 3) : i + 3]):
             noise += 1
