@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     wanted = {run_key(p) for p in planned(args)}
     done = [r for r in read_record(args.record) if run_key(r) in wanted]
-    todo = [p for n, p in enumerate(planned(args)) if n % count == index - 1]
-    todo = [p for p in todo if run_key(p) not in {run_key(r) for r in done}]
+    recorded = {run_key(r) for r in done}
+    todo = [p for n, p in enumerate(planned(args)) if n % count == index - 1 and run_key(p) not in recorded]
     rows = list(done)
     if not args.table_only and todo:
         torch.set_num_threads(args.threads)
