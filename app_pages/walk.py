@@ -5,8 +5,8 @@ import streamlit as st
 
 from ui import results, share
 from ui.charts import clicked_point
-from ui.images import image_grid, image_to_uint8
-from ui.latent_charts import walk_figure
+from ui.images import image_to_uint8
+from ui.page_charts import decoded_plane_image, walk_chart
 from ui.services import page_context
 
 st.title("Walk the latent space")
@@ -27,7 +27,7 @@ if ctx is not None:
     else:
         with left:
             picked = share.walk_point(*results.plane_bounds(a))  # from a click, a shared link or the teacher
-            fig = walk_figure(**a.plane(), lattice=results.click_lattice(a), picked=picked)
+            fig = walk_chart(ctx.run, a, picked)  # shared by every tab that shows this model and point
             event = st.plotly_chart(
                 fig, key=f"walk-{picked}", on_select="rerun", selection_mode="points", config={"displayModeBar": False}
             )
@@ -48,7 +48,7 @@ if ctx is not None:
     st.session_state.setdefault("grid_n", 12)
     n = st.slider("Points per side", 5, 20, key="grid_n")
     st.image(
-        image_grid(results.decoded_plane(ctx.run, a, n), 2),
+        decoded_plane_image(ctx.run, a, n),
         width="stretch",
         caption="Left to right: x from the 1st to the 99th percentile of the validation codes; top to bottom: "
         "y from high to low. Every tile is decoded from a point of the plane, not a real image.",

@@ -60,3 +60,16 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CONVAE_DATA_DIR", str(tmp_path / "env-data"))
     monkeypatch.setenv("CONVAE_RUNS_DIR", str(tmp_path / "env-runs"))
     return tmp_path
+
+
+@pytest.fixture
+def app_env(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """For the dashboard's tests: the synthetic data, an empty runs folder (returned), no teacher key, and
+    fresh `st.cache_resource` objects (`ui.services.services()` reads the environment when first created)."""
+    import streamlit as st
+
+    monkeypatch.setenv("CONVAE_DATA_DIR", str(data_root))
+    monkeypatch.delenv("CONVAE_TEACHER_KEY", raising=False)
+    st.cache_resource.clear()
+    yield isolated_dirs / "env-runs"
+    st.cache_resource.clear()

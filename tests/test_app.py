@@ -21,7 +21,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import streamlit as st
 import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
@@ -45,16 +44,6 @@ PAGES = [
 ALL_PAGES = ["dashboard.py", *PAGES]  # dashboard.py opens on its default page, Train
 RUN_TIMEOUT = 60  # seconds for one script run: generous for a loaded two-core machine
 NO_MODEL = "No model for this configuration yet"
-
-
-@pytest.fixture
-def app_env(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Synthetic data, an empty run store, and fresh `st.cache_resource` objects (`ui.services.services()`
-    reads CONVAE_DATA_DIR and CONVAE_RUNS_DIR when it is first created)."""
-    monkeypatch.setenv("CONVAE_DATA_DIR", str(data_root))
-    st.cache_resource.clear()
-    yield isolated_dirs / "env-runs"
-    st.cache_resource.clear()
 
 
 def open_page(page: str, **state) -> AppTest:

@@ -26,15 +26,6 @@ from ui.services import services
 CONFIG = tiny_config(k=3, train_size=None, epochs=3, mean_init=True)  # 300 images: 10 steps an epoch
 
 
-@pytest.fixture
-def app_env(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """As tests.test_app's: synthetic data, an empty runs folder (returned), fresh cached services."""
-    monkeypatch.setenv("CONVAE_DATA_DIR", str(data_root))
-    st.cache_resource.clear()
-    yield isolated_dirs / "env-runs"
-    st.cache_resource.clear()
-
-
 def test_stop_after_an_epoch_keeps_the_model_and_resume_ends_the_run(app_env: Path, monkeypatch) -> None:
     full_speed = engines.EagerSteps.step
     slow_steps(monkeypatch, 0.15)  # 1.5 s an epoch: Stop lands in the second or a later epoch

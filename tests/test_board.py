@@ -22,11 +22,8 @@ from convae.store import RunStore, StoredRun, checkpoint_dict, load_checkpoint
 from convae.student import MAX_NAME, bounded_guess, check_guess, clean_name, parse_guess
 from convae.sweep import parameter_count
 from convae.train import History, TrainConfig, TrainResult
-from tests import test_app
 from tests.conftest import tiny_config
 from tests.test_app import RUN_TIMEOUT, assert_clean, config_state, open_page, texts
-
-app_env = test_app.app_env  # synthetic data, an empty runs folder, fresh cached services
 
 BOARD = "app_pages/board.py"
 HOSTILE = "<i>x</i>*b*[l](javascript:x):red[r]🦊👩‍🔬\x07" + "w" * 10_000  # HTML, Markdown, emoji, a bell

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from convae.presenter import MAX_KEY_CHARS, Presenter, View, next_view
@@ -112,27 +111,14 @@ def test_views_published_from_many_threads_get_distinct_increasing_numbers() -> 
 # ------------------------------------------------------------------------------ the app
 
 
-def app_env_with(monkeypatch: pytest.MonkeyPatch, data_root: Path, key: str | None) -> None:
-    monkeypatch.setenv("CONVAE_DATA_DIR", str(data_root))
-    if key is None:
-        monkeypatch.delenv("CONVAE_TEACHER_KEY", raising=False)
-    else:
-        monkeypatch.setenv("CONVAE_TEACHER_KEY", key)
-    st.cache_resource.clear()
+@pytest.fixture
+def no_key(app_env: Path) -> None:  # noqa: ARG001 (app_env: the synthetic data, no teacher key)
+    return None
 
 
 @pytest.fixture
-def no_key(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ARG001
-    app_env_with(monkeypatch, data_root, None)
-    yield
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def with_key(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ARG001
-    app_env_with(monkeypatch, data_root, KEY)
-    yield
-    st.cache_resource.clear()
+def with_key(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ARG001
+    monkeypatch.setenv("CONVAE_TEACHER_KEY", KEY)  # read when the cleared services are next created
 
 
 def session(page: str | None = None) -> AppTest:
@@ -243,6 +229,29 @@ def test_students_follow_the_presenters_page_config_and_selection_and_can_leave(
     teacher.toggle(key="follow_me").set_value(False).run()
     student.run()
     assert not [t for t in student.toggle if t.key == "follow_teacher"]
+
+
+@pytest.mark.usefixtures("with_key", "shipped")
+def test_a_view_fetched_just_before_the_student_stops_following_is_not_applied() -> None:
+    """The follow poll can fetch a view in the same moment as the student turns following off; the run of
+    that toggle must not move the student (nor the runs after it)."""
+    from ui.presenter import hub
+
+    teacher = presenter_session("app_pages/mixtures.py")
+    teacher.session_state["pair"] = (1, 5)
+    teacher.run()
+    teacher.toggle(key="follow_me").set_value(True).run()
+    student = session()
+    student.run()
+    assert texts(student.subheader)[0] == "From 1 to 5"
+    teacher.session_state["pair"] = (2, 6)
+    teacher.slider(key="k").set_value(5).run()
+    student.session_state["_pending_view"] = hub().view()  # what the poll stored for the next run
+    student.toggle(key="follow_teacher").set_value(False).run()
+    assert_clean(student)
+    assert texts(student.subheader)[0] == "From 1 to 5" and student.sidebar.slider(key="k").value == 10
+    student.run()
+    assert texts(student.subheader)[0] == "From 1 to 5" and student.sidebar.slider(key="k").value == 10
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ def test_record_resume_and_shards(data_root: Path, tmp_path: Path, monkeypatch: 
     first = [json.loads(line) for line in record.read_text().splitlines()]
     assert [(r["start"], r["k"]) for r in first] == [("default", 1), ("mean", 1)]  # every other run of the plan
     assert all(len(r["val_by_epoch"]) == 1 and r["seconds"] > 0 and r["mean_init"] for r in first)
+    assert all(r["mean_init_used"] and r["cpu_seconds"] > 0 for r in first)  # the quick preset starts at the mean
     assert code == (1 if any(r["blank"] for r in first) else 0)
     assert "2 of the plan not yet trained" in capsys.readouterr().out
 
@@ -32,6 +33,16 @@ def test_record_resume_and_shards(data_root: Path, tmp_path: Path, monkeypatch: 
 
     script.main([*common, "--table-only"])  # trains nothing more
     assert len(script.read_record(record)) == 4 and "runs to train" not in capsys.readouterr().out
+
+
+def test_the_start_that_learned() -> None:
+    """Recorded: the last start's. Older rows, which lack it, follow train()'s rule: the restart after
+    DEFAULT_START_SEEDS collapsed seeds switches to the mean-brightness start."""
+    row = {"mean_init": False, "restarts": script.DEFAULT_START_SEEDS}
+    assert script.mean_start_used(row)
+    assert not script.mean_start_used({**row, "restarts": script.DEFAULT_START_SEEDS - 1})
+    assert script.mean_start_used({**row, "restarts": 0, "mean_init": True})
+    assert not script.mean_start_used({**row, "mean_init_used": False})  # what was recorded wins
 
 
 @pytest.mark.parametrize(

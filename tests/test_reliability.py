@@ -12,21 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import convae.engines as engines
 from ui.services import services
 
 DASHBOARD = str(Path(__file__).resolve().parent.parent / "dashboard.py")
-
-
-@pytest.fixture
-def app_env(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CONVAE_DATA_DIR", str(data_root))
-    st.cache_resource.clear()
-    yield isolated_dirs / "env-runs"
-    st.cache_resource.clear()
 
 
 def sidebar_config(at: AppTest) -> str:

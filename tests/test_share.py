@@ -6,11 +6,9 @@ that address would open them; a real browser opening a copied link is tests/test
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.test_app import DASHBOARD, RUN_TIMEOUT, assert_clean, texts
@@ -94,15 +92,6 @@ def test_over_long_config_values_are_ignored() -> None:
 
 
 # ----------------------------------------------------------------------------- in the app
-
-
-@pytest.fixture
-def app_env(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ARG001
-    monkeypatch.setenv("CONVAE_DATA_DIR", str(data_root))
-    monkeypatch.delenv("CONVAE_TEACHER_KEY", raising=False)
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
 
 
 def new_tab(page: str, params: dict[str, str], url: str | None = None) -> AppTest:

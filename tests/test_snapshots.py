@@ -31,7 +31,6 @@ from convae.snapshots import (
 )
 from convae.store import RunStore, load_checkpoint
 from convae.train import train
-from tests import test_app
 from tests.conftest import N_VAL, tiny_config
 from tests.test_app import assert_clean, config_state, open_page, texts
 from tests.test_app_lesson import chart, store_run, values
@@ -40,7 +39,6 @@ from tests.test_resume import interrupted
 from ui import formation
 from ui.services import services
 
-app_env = test_app.app_env  # synthetic data, an empty runs folder, fresh cached services
 LATENT, INSIDE = "app_pages/latent.py", "app_pages/inside.py"
 # 300 training images at batch 32: 10 steps an epoch, so snapshots after steps 1, 2 and 5 of the first
 FIRST = ["before training", "epoch 1, 10%", "epoch 1, 20%", "epoch 1, 50%", "end of epoch 1"]

@@ -1,4 +1,4 @@
-"""The heavier figures of the Reconstructions and Mixtures pages, built once per model (and selection) and
+"""The heavier figures of the Reconstructions, Mixtures and Latent walk pages, built once per model (and selection) and
 shared by every tab: when a class follows the teacher to one of these pages, thirty sessions ask for the
 same figure within a second, and each would otherwise build it (a second or more each on two cores).
 
@@ -7,6 +7,7 @@ The figures are read, never changed, by the pages that draw them.
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -16,7 +17,9 @@ from convae.store import StoredRun
 from ui import results
 from ui.baseline import comparison_rows, pca_reconstructions
 from ui.charts import clickable_image_grid, pairs_grid_figure
-from ui.results import run_id
+from ui.images import image_grid
+from ui.latent_charts import walk_figure
+from ui.results import Analysis, run_id
 
 _CACHE = {"max_entries": 16, "show_spinner": False, "hash_funcs": {StoredRun: run_id}}
 
@@ -46,3 +49,15 @@ def mixtures_chart(run: StoredRun, _splits: Splits, pair: tuple[int, int]) -> go
     a = results.model_analysis(run, _splits)
     names = list(a.classes)
     return clickable_image_grid(a.mixtures.numpy(), names, names, results.mixture_hover(a), selected=pair)
+
+
+@st.cache_resource(**_CACHE)
+def walk_chart(run: StoredRun, _a: Analysis, picked: tuple[float, float] | None) -> go.Figure:  # noqa: ARG001 (run: the key)
+    """The latent plane to click on (`_a`: the model's analysis), the point `picked` marked."""
+    return walk_figure(**_a.plane(), lattice=results.click_lattice(_a), picked=picked)
+
+
+@st.cache_resource(**_CACHE)
+def decoded_plane_image(run: StoredRun, _a: Analysis, n: int) -> np.ndarray:
+    """The n x n lattice of the plane, decoded, as one image (tiles at twice their size)."""
+    return image_grid(results.decoded_plane(run, _a, n), 2)

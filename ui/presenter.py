@@ -208,6 +208,8 @@ def apply_pending(page: str) -> None:
     view: View | None = st.session_state.pop("_pending_view", None)
     if view is None or not hub().configured or hub().leads(_token()):
         return
+    if st.session_state.get("follow_teacher") is False:  # fetched just before the student stopped following
+        return
     share.apply_view(view.page, view.params)
     target = page_file(view.page)
     if view.page != page and target is not None:

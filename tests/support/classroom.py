@@ -95,7 +95,8 @@ class Classroom:
 
 def plan_class(sessions: int, tabs: int, teacher_key: str) -> Classroom:
     """Session 0 teaches; every second student trains a configuration of its own (seeds apart), the first
-    of each five stopped while it trains (30 epochs, so that Stop finds it running), the second at once."""
+    of each five stopped while it trains, the second at once (both 30 epochs, so that Stop finds the job
+    queued or running: a one-epoch job of 1,000 images can end before the Stop click reaches the server)."""
     students = [Student(0, "teacher")]
     trainers = 0
     for i in range(1, sessions):
@@ -103,7 +104,7 @@ def plan_class(sessions: int, tabs: int, teacher_key: str) -> Classroom:
             q = (4, 6, 8)[trainers % 3]
             stop = {0: "running", 1: "at once"}.get(trainers % 5)
             config = TrainConfig(
-                q1=q, q2=(8, 4, 6)[trainers % 3], k=2 + trainers % 7, epochs=30 if stop == "running" else 1,
+                q1=q, q2=(8, 4, 6)[trainers % 3], k=2 + trainers % 7, epochs=30 if stop else 1,
                 train_size=1000, seed=100 + i,
             )  # fmt: skip
             name = ODD_NAME if trainers == 2 else f"Student {i}"
@@ -159,7 +160,13 @@ async def _train(st: Student, cls: Classroom, job_timeout_s: float) -> None:
             await s.set(key, value)
     if s.widget("train_size").value != TRAIN_SIZE_LABEL:
         await s.set("train_size", TRAIN_SIZE_LABEL)
-    await s.wait_for(lambda s: s.has_text(re.escape(describe(c))), 10, f"the sidebar showing {c.key()}")
+    # a correctness wait, not a timing (the page times are measured apart): as long as the other waits here
+    try:
+        await s.wait_for(lambda s: s.has_text(re.escape(describe(c))), 30, f"the sidebar showing {c.key()}")
+    except TimeoutError as e:  # say what it showed instead, and which widgets hold what
+        shown = [t for t in s.texts() if t.startswith("Q1=")][:2]
+        held = {k: getattr(s.widget(k), "value", None) for k in ("q1", "q2", "k", "epochs", "seed", "train_size")}
+        raise TimeoutError(f"{e}; it shows {shown}, the widgets hold {held}, page {s.page}") from None
     await s.click("train_button")
     if st.stop == "running":
         await s.wait_for(lambda s: s.has_text("images/s"), job_timeout_s, "the job's progress")
