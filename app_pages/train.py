@@ -5,8 +5,9 @@ import streamlit as st
 from convae.jobs import JobState
 from ui import results, resume, training
 from ui.baseline import GAP_NOTE, pca_mse_for
-from ui.charts import loss_figure
+from ui.charts import loss_figure, restarts_title
 from ui.images import image_grid, pixels
+from ui.page_charts import history_chart
 from ui.services import attached_job, blank_warning, current_run, estimate_minutes, is_blank, services, splits_or_notice
 from ui.state import describe, selected_config
 
@@ -27,15 +28,10 @@ def strip(preview, caption: str) -> None:
     st.image(image_grid([digits, preview], 3), caption=caption, width="stretch")
 
 
-def chart(view_steps, view_losses, epochs, steps_per_epoch, key: str, restarts: int = 0) -> None:
-    log_y = st.session_state.get("log_y", False)
-    title = f"Restarted {restarts}× after a collapse: the curve of the last start (notes above)" if restarts else None
-    baseline = pca_mse_for(config)  # PCA with K components: the linear baseline, a dashed line
-    fig = loss_figure(
-        view_steps, view_losses, epochs, steps_per_epoch, log_y=log_y, title=title, baseline=baseline, k=config.k
-    )
+def loss_chart(fig, key: str) -> None:
+    """A loss chart, and the note on PCA's dashed line when the chart has one."""
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})
-    if baseline is not None:
+    if pca_mse_for(config) is not None:
         st.caption(GAP_NOTE)
 
 
@@ -69,7 +65,10 @@ if splits is not None:
             if v.state is JobState.QUEUED:
                 return  # nothing to draw yet
             spe = v.latest.steps_per_epoch if v.latest else 1
-            chart(v.steps, v.step_losses, v.epochs, spe, key="live_chart", restarts=len(v.restarts))
+            log_y, title = st.session_state.get("log_y", False), restarts_title(len(v.restarts))
+            curve = (v.steps, v.step_losses, v.epochs, spe)
+            fig = loss_figure(*curve, log_y=log_y, title=title, baseline=pca_mse_for(config), k=config.k)
+            loss_chart(fig, "live_chart")
             if v.preview is not None:
                 strip(
                     v.preview,
@@ -103,7 +102,8 @@ if splits is not None:
             c1.metric("Validation MSE", f"{run.val_loss:.5f}")
             c2.metric("Training loss, last epoch", f"{run.train_loss:.5f}")
             c3.metric("Training time", f"{run.seconds / 60:.1f} min" + (f" on {run.device}" if run.device else ""))
-            chart(h.steps, h.step_losses, h.epochs, spe, key="history_chart", restarts=len(h.restarts))
+            # a stored run's curve: built once, the same for every tab that shows it
+            loss_chart(history_chart(run, st.session_state.get("log_y", False), pca_mse_for(config)), "history_chart")
             training.why_it_collapsed(h, is_blank(run))
             _, recons, _ = results.reconstruct_digits(run, splits, preview_idx)
             strip(recons, "Fixed validation digits (top) and this model's reconstructions (bottom).")

@@ -27,6 +27,13 @@ def use_log_axis(fig: go.Figure) -> go.Figure:
     return fig
 
 
+def restarts_title(restarts: int) -> str | None:
+    """The loss chart's title when the run was restarted after a collapse (None: no title)."""
+    if not restarts:
+        return None
+    return f"Restarted {restarts}× after a collapse: the curve of the last start (notes above)"
+
+
 def loss_figure(
     steps: list[int],
     step_losses: list[float],

@@ -16,7 +16,7 @@ from convae.pca import ImagePCA
 from convae.store import StoredRun
 from ui import results
 from ui.baseline import comparison_rows, pca_reconstructions
-from ui.charts import clickable_image_grid, pairs_grid_figure
+from ui.charts import clickable_image_grid, loss_figure, pairs_grid_figure, restarts_title
 from ui.images import image_grid
 from ui.latent_charts import walk_figure
 from ui.results import Analysis, run_id
@@ -61,3 +61,14 @@ def walk_chart(run: StoredRun, _a: Analysis, picked: tuple[float, float] | None)
 def decoded_plane_image(run: StoredRun, _a: Analysis, n: int) -> np.ndarray:
     """The n x n lattice of the plane, decoded, as one image (tiles at twice their size)."""
     return image_grid(results.decoded_plane(run, _a, n), 2)
+
+
+@st.cache_resource(**_CACHE)
+def history_chart(run: StoredRun, log_y: bool, baseline: float | None) -> go.Figure:
+    """The Train page's loss chart of a stored run (`baseline`: PCA's MSE with the run's K, or None)."""
+    h = run.history
+    spe = h.steps[-1] // len(h.epochs) if h.steps else 1
+    return loss_figure(
+        h.steps, h.step_losses, h.epochs, spe, log_y=log_y, title=restarts_title(len(h.restarts)),
+        baseline=baseline, k=run.config.k,
+    )  # fmt: skip

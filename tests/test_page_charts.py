@@ -1,0 +1,54 @@
+"""ui.page_charts: the figures that are the same for every tab showing a model are built once, not once per
+tab (a class that follows the teacher asks for them thirty times within a second)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import test_app
+from tests.test_app import assert_clean, open_page, texts
+from ui import page_charts
+
+shipped = test_app.shipped  # the shipped model of the default configuration, an empty runs folder
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count the calls of the builder `name` that ui.page_charts uses."""
+    calls: list[int] = []
+    real = getattr(page_charts, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(page_charts, name, counted)
+    return calls
+
+
+@pytest.mark.usefixtures("shipped")
+def test_the_stored_runs_loss_chart_is_built_once_for_all_tabs(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = counting(monkeypatch, "loss_figure")
+    tabs = [open_page("dashboard.py") for _ in range(3)]
+    for at in tabs:
+        assert_clean(at)
+        assert any(s.startswith("Loss history of the model shown") for s in texts(at.subheader))
+    assert len(built) == 1
+    tabs[0].toggle(key="log_y").set_value(True).run()  # another figure: a log axis
+    assert_clean(tabs[0])
+    assert len(built) == 2
+
+
+@pytest.mark.usefixtures("shipped")
+def test_the_latent_walks_plane_and_its_decoded_grid_are_built_once_for_all_tabs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    planes = counting(monkeypatch, "walk_figure")
+    grids = counting(monkeypatch, "image_grid")
+    tabs = [open_page("app_pages/walk.py") for _ in range(3)]
+    for at in tabs:
+        assert_clean(at)
+        assert texts(at.title) == ["Walk the latent space"]
+    assert (len(planes), len(grids)) == (1, 1)
+    tabs[0].slider(key="grid_n").set_value(6).run()  # another lattice: decoded once more
+    assert_clean(tabs[0])
+    assert (len(planes), len(grids)) == (1, 2)
