@@ -161,9 +161,11 @@ def test_the_class_follows_the_presenter_and_a_copied_link_opens_the_same_view(s
 
             # The student leaves; the teacher moves on; the student stays, then comes back.
             set_toggle(student, "follow_teacher", False)
+            go_to(student, "Explore further", "compare", "Compare runs")  # a page of the student's own choice
             go_to(teacher, "Explore further", "walk", "Walk the latent space")
             teacher.wait_for_timeout(2500)
-            expect(student.locator("h1", has_text="Mixtures of classes (Figure 2)")).to_be_visible()
+            expect(student.locator("h1", has_text="Compare runs")).to_be_visible()
+            expect(toggle(student, "follow_teacher")).not_to_be_checked()
             t0 = time.perf_counter()
             set_toggle(student, "follow_teacher", True)
             timings["come back"], timings["come back, drawn"] = moved_within(

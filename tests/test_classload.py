@@ -174,3 +174,33 @@ def test_the_logs_websocket_close_noise_is_told_from_errors() -> None:
     )
     problems, count = log_problems(stamp + error + stamp + noise)
     assert count == 1 and problems[0] == "Exception in ASGI application"
+
+
+def test_a_protocol_student_who_left_and_opened_a_page_is_not_moved(tmp_path: Path) -> None:
+    """As in a browser (tests/test_browser_presenter.py): a student turns 'Follow the teacher' off and opens
+    a page; the teacher's next move leaves the student where they are, sidebar included."""
+    from convae.synthetic import make_synthetic
+
+    data = make_synthetic(tmp_path / "data", n_train=200, n_val=100)
+    env = {"CONVAE_TEACHER_KEY": "a-key-for-the-test"}
+    with Server(data, tmp_path / "runs", tmp_path / "server.log", env=env) as server:
+        student_k = asyncio.run(_leave_and_browse(server.url, env["CONVAE_TEACHER_KEY"]))
+        log = server.log_text()
+    assert student_k == (5, "Compare runs")
+    assert log_problems(log) == ([], 0), log
+
+
+async def _leave_and_browse(url: str, key: str) -> tuple[int, str]:
+    async with Session(url, timeout_s=60) as teacher, Session(url, timeout_s=60) as student:
+        await teacher.set("teacher_key_input", key)
+        await teacher.set("follow_me", True)
+        await teacher.switch_page("Reconstructions")  # the student follows there first
+        await student.wait_for(lambda s: s.page == "Reconstructions", 15, "following the teacher")
+        await student.set("follow_teacher", False)
+        await student.switch_page("Compare runs")
+        await student.set("k", 5)
+        await teacher.set("k", 4)  # the teacher's move
+        await teacher.switch_page("Mixtures")
+        await asyncio.sleep(3)  # three polls of the follow fragment
+        assert student.widget("follow_teacher").value is False
+        return student.widget("k").value, student.page

@@ -63,6 +63,7 @@ TEXT_FIELDS = {  # element type -> the proto fields a person reads
     "toast": ("body",),
 }
 MAX_MESSAGE_BYTES = 256 * 2**20  # the server's own limit is 200 MB (server.maxMessageSize)
+SIDEBAR_ROOT = 1  # the first index of a delta path: 0 the main area, 1 the sidebar (RootContainer)
 
 
 class ProtocolError(RuntimeError):
@@ -283,8 +284,14 @@ class Session:
         if page_hash is None:
             raise ProtocolError(f"no page {page!r}; the app has {sorted(self.pages)}")
         self._stop_timers()
-        main = {_element_id(n.element) for n in self._nodes.values() if n.script_hash == self.main_hash}
-        self._states = {i: s for i, s in self._states.items() if i in main}  # the sidebar's widgets stay
+        # The sidebar's widgets stay, as in a browser: those the main script draws, and those in the sidebar
+        # (a fragment's, such as "Follow the teacher", whose deltas carry the page's script hash).
+        kept = {
+            _element_id(n.element)
+            for path, n in self._nodes.items()
+            if n.script_hash == self.main_hash or path[0] == SIDEBAR_ROOT
+        }
+        self._states = {i: s for i, s in self._states.items() if i in kept}
         # The address keeps only the parameters that widgets are bound to (`bind="query-params"`).
         bound = {_bound_param(n.element) for n in self._nodes.values()} - {None}
         self.query = urlencode([(k, v) for k, v in parse_qsl(self.query, keep_blank_values=True) if k in bound])
