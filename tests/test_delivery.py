@@ -15,7 +15,7 @@ from streamlit.runtime.app_session import AppSession, AppSessionState
 from streamlit.runtime.scriptrunner import ScriptRunnerEvent
 from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
 
-from tests.test_app import app_env, open_page  # noqa: F401  (app_env: a fixture)
+from tests.test_app import open_page
 from ui import delivery
 
 
