@@ -91,7 +91,6 @@ if splits is not None:
             )
         elif run is not None:
             h = run.history
-            spe = h.steps[-1] // len(h.epochs) if h.steps else 1
             label = "shipped with the project" if run.shipped else f"trained {run.created.replace('T', ' ')}"
             label += f", {run.label}" if run.label else ""
             st.subheader(f"Loss history of the model shown ({label})")

@@ -73,3 +73,12 @@ def app_env(data_root: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatc
     st.cache_resource.clear()
     yield isolated_dirs / "env-runs"
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def shipped(app_env: Path) -> None:
+    """The shipped model of the default config must exist: the dashboard promises it on first launch."""
+    from convae.store import SHIPPED_DIR, RunStore
+
+    if RunStore(root=app_env, shipped=SHIPPED_DIR).get(TrainConfig()) is None:
+        pytest.fail(f"No shipped model for the default config under {SHIPPED_DIR}; run `make seed`.")

@@ -66,13 +66,6 @@ def assert_clean(at: AppTest) -> None:
     assert not at.error, texts(at.error)
 
 
-@pytest.fixture
-def shipped(app_env: Path) -> None:
-    """The shipped model of the default config must exist: the dashboard promises it on first launch."""
-    if RunStore(root=app_env, shipped=SHIPPED_DIR).get(TrainConfig()) is None:
-        pytest.fail(f"No shipped model for the default config under {SHIPPED_DIR}; run `make seed`.")
-
-
 # ----------------------------------------------------------------------------------- sidebar
 
 

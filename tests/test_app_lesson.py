@@ -24,7 +24,7 @@ from tests.conftest import tiny_config
 from tests.test_app import NO_MODEL, RUN_TIMEOUT, assert_clean, config_state, open_page, texts
 
 # The dashboard tests' fixtures: synthetic data and an empty store, the shipped model, K = 1 and 2 runs.
-shipped, small_k_runs = test_app.shipped, test_app.small_k_runs
+small_k_runs = test_app.small_k_runs
 
 SWEEP, INSIDE = "app_pages/sweep.py", "app_pages/inside.py"
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests import test_app
 from tests.test_app import assert_clean, open_page, texts
 from ui import page_charts
-
-shipped = test_app.shipped  # the shipped model of the default configuration, an empty runs folder
 
 
 def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:

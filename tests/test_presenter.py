@@ -112,11 +112,6 @@ def test_views_published_from_many_threads_get_distinct_increasing_numbers() -> 
 
 
 @pytest.fixture
-def no_key(app_env: Path) -> None:  # noqa: ARG001 (app_env: the synthetic data, no teacher key)
-    return None
-
-
-@pytest.fixture
 def with_key(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ARG001
     monkeypatch.setenv("CONVAE_TEACHER_KEY", KEY)  # read when the cleared services are next created
 
@@ -140,7 +135,7 @@ def widget_keys(at: AppTest) -> set[str]:
     return {w.key for kind in ("text_input", "toggle", "checkbox", "button") for w in getattr(at, kind) if w.key}
 
 
-@pytest.mark.usefixtures("no_key")
+@pytest.mark.usefixtures("app_env")  # no teacher key
 def test_without_a_teacher_key_nothing_of_the_presenter_shows() -> None:
     at = session()
     assert_clean(at)
