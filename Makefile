@@ -25,8 +25,9 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 data: $(STAMP)
 	-$(PY) -m convae fetch-data
 
+# `streamlit run dashboard.py`, importing what the first page needs while nobody has opened it yet (ui/serve.py).
 run: $(STAMP) data
-	$(PY) -m streamlit run dashboard.py
+	$(PY) -m ui.serve
 
 # Lint, then every test (browser, load test and real provisioning included: what CI runs).
 test: lint

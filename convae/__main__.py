@@ -7,22 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from convae import kernels
+from convae.bench import add_arguments as bench_arguments
+from convae.bench import positive_int
 from convae.collapse import ON_COLLAPSE
 from convae.data import DATASETS, DataError, checksum_problems, data_root, ensure_data, load_splits
 from convae.engines import ENGINES
 from convae.model import SIZE_RANGES
 from convae.store import RunBusyError
 from convae.train import Collapsed, TrainConfig
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
 
 
 def _learning_rate(text: str) -> float:
@@ -78,6 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         means = class_means(encode(result.model, splits.val_images), splits.val_labels)
         ckpt = save_checkpoint(store.path_for(config), result, means)
         store.drop_epoch(config)  # complete: nothing left to resume
+    if result.history.kernels:
+        print(f"CPU convolution kernels: {kernels.summary(result.history.kernels)}")
     if kept:
         mean_s = sum(took for took, _ in kept) / len(kept)
         print(f"epoch checkpoints: {len(kept)} written beside the training, {mean_s:.3f} s each on average")
@@ -88,6 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "resumed_after_epoch": start.epoch if start else None,
         "seed_used": result.history.seed,
         "mean_init_used": result.history.mean_init,
+        "kernels": result.history.kernels,  # the CPU convolutions' kernels, chosen by measurement (convae.kernels)
         "restarts": [{k: v for k, v in r.items() if k != "vitals"} for r in result.history.restarts],
         "epochs": result.history.epochs,
         "final": {
@@ -245,11 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in sizes:  # above the range: refused by TrainConfig, in one line naming it and the range
         lo, hi = SIZE_RANGES[name.upper()]
         default = getattr(d, name)
-        t.add_argument(f"--{name}", type=_positive_int, default=default, help=f"{what}, {lo} to {hi} ({default})")
-    t.add_argument("--epochs", type=_positive_int, default=d.epochs)
+        t.add_argument(f"--{name}", type=positive_int, default=default, help=f"{what}, {lo} to {hi} ({default})")
+    t.add_argument("--epochs", type=positive_int, default=d.epochs)
     t.add_argument("--lr", type=_learning_rate, default=d.lr, help=f"Adam learning rate ({d.lr:g})")
-    t.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
-    t.add_argument("--train-size", type=_positive_int, default=None, help="use only the first N training images")
+    t.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    t.add_argument("--train-size", type=positive_int, default=None, help="use only the first N training images")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument(
         "--mean-init",
@@ -288,26 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="plain assignment loop vs the project's engine, side by side")
     data_opts(b)
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--epochs", type=_positive_int, default=2)
-    b.add_argument("--steps", type=_positive_int, default=None, help="limit the steps per epoch")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads (default: torch's)")
-    b.add_argument("--repeat", type=_positive_int, default=1, help="run all loops this many times, alternating")
-    b.add_argument(
-        "--engine",
-        nargs="+",
-        choices=ENGINES,
-        default=["eager"],
-        help="the engines to time against the plain loop (eager; the graph engines are for CUDA)",
-    )
-    b.add_argument(
-        "--profile",
-        type=_positive_int,
-        default=None,
-        metavar="STEPS",
-        help="first profile STEPS training steps of each loop (torch.profiler) and print the top ops",
-    )
+    bench_arguments(b)
     b.set_defaults(func=cmd_bench)
     return p
 

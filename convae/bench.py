@@ -4,8 +4,13 @@ Both train the same AutoEncoder by the same recipe (batch 32, Adam lr 0.001, MSE
 epoch, validation on the 10,000 test images in batches of 100) with the same seed, data and device,
 in one process, back to back. The plain loop is written the way the assignment reads: torchvision's
 MNIST with ToTensor, a DataLoader, a non-fused Adam and `loss.item()` every step. `--engine` names
-the engines to time (convae.engines.ENGINES; the graph engines are for CUDA). The bench
-measures and prints; it asserts nothing.
+the engines to time (convae.engines.ENGINES; the graph engines are for CUDA), `--kernels` the CPU
+kernel modes to time them with (convae.engines.KERNEL_MODES: "auto", chosen by measurement, against
+"default", the fixed choice, side by side). Every run is also set against the floor: the step's
+FLOPs (forward and backward of each convolution and linear layer) at the machine's sgemm rate,
+measured here. `--isa avx2` runs the whole bench again in a child process limited to AVX2 (ATen,
+oneDNN and MKL), so that an AVX-512 machine shows what an AVX2 one would. The bench measures and
+prints; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -13,15 +18,29 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from convae.data import ensure_data, load_splits
-from convae.engines import EngineSpec
+from convae.bench_machine import (
+    AVX2_ENV,
+    SGEMM_N,
+    cpu_line,
+    format_table,
+    load_average,
+    print_kernels,
+    sgemm_rate,
+    step_flops,
+)
+from convae.data import DATASETS, DataError, data_root, ensure_data, load_splits
+from convae.engines import ENGINES, KERNEL_MODES, KERNELS_ENV, EngineSpec
 from convae.model import AutoEncoder
 from convae.train import Progress, TrainConfig, pick_device, train
 
@@ -36,15 +55,24 @@ class LoopResult:
     name: str
     samples_per_epoch: int
     train_s: list[float] = field(default_factory=list)
+    train_cpu_s: list[float] = field(default_factory=list)  # the process's CPU time in those seconds
     epoch_s: list[float] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
     wall_s: float = 0.0  # the whole loop, set-up (data loading, compilation) included
+    round: int = 0  # which of the --repeat rounds it ran in (the plain loop of the same round is its pair)
+    sgemm: float | None = None  # FLOP/s of the floor's sgemm just before this run (shows the load it met)
 
     @property
     def samples_per_s(self) -> float:
         """Training images per second over all epochs, validation excluded."""
         return self.samples_per_epoch * len(self.train_s) / sum(self.train_s)
+
+    @property
+    def cpu_ms_per_step(self) -> float:
+        """CPU time of all the process's threads per training step: the work, whatever the load."""
+        steps = -(-self.samples_per_epoch // BATCH) * len(self.train_cpu_s)
+        return sum(self.train_cpu_s) / steps * 1e3
 
 
 def _torchvision_sets(root, dataset: str, train_size: int | None):
@@ -100,9 +128,10 @@ def plain_loop(root, dataset: str, epochs: int, train_size: int | None, seed: in
     val_loader = DataLoader(val_set, batch_size=VAL_BATCH)
     out = LoopResult("plain loop", len(train_set))
     for _epoch in range(epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         train_loss = loop.train_epoch()
         t1 = time.perf_counter()
+        out.train_cpu_s.append(time.process_time() - c0)
         loop.model.eval()
         val_total = 0.0
         with torch.no_grad():
@@ -117,31 +146,53 @@ def plain_loop(root, dataset: str, epochs: int, train_size: int | None, seed: in
     return out
 
 
-def engine_name(engine: str) -> str:
-    return "engine" if engine == "eager" else f"engine {engine}"
+def engine_name(engine: str, kernels: str = "auto") -> str:
+    """The column title of an engine run: "engine" for the default engine with its default kernels."""
+    name = "engine" if engine == "eager" else f"engine {engine}"
+    return name if kernels == "auto" or EngineSpec.parse(engine).graph else f"{name} ({kernels} kernels)"
 
 
-def engine_loop(splits, config: TrainConfig, device: torch.device, engine: str = "eager") -> LoopResult:
-    """convae.train.train with the given engine, timed from outside by its events.
+@contextmanager
+def kernel_mode(mode: str) -> Iterator[None]:
+    """$CONVAE_KERNELS set to `mode` for the block (train() reads it when it opens its stepper)."""
+    before = os.environ.get(KERNELS_ENV)
+    os.environ[KERNELS_ENV] = mode
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[KERNELS_ENV]
+        else:
+            os.environ[KERNELS_ENV] = before
+
+
+def engine_loop(
+    splits, config: TrainConfig, device: torch.device, engine: str = "eager", kernels: str = "auto"
+) -> LoopResult:
+    """convae.train.train with the given engine and kernel mode, timed from outside by its events.
 
     An epoch's training phase runs from the 'start' event (epoch 1) or the previous 'epoch' event to
     the 'step' event of its last step; its validation ends at its 'epoch' event. So the engine's own
     reporting and previews count against it.
     """
     marks: list[tuple[float, Progress]] = []
+    cpu: dict[float, float] = {}  # the process's CPU time at each mark
 
     def on_event(p: Progress) -> None:
         marks.append((time.perf_counter(), p))
+        cpu[marks[-1][0]] = time.process_time()
 
-    result = train(config, splits, on_event, device=str(device), engine=engine)
+    with kernel_mode(kernels):
+        result = train(config, splits, on_event, device=str(device), engine=engine)
     n = config.train_size or splits.train_images.shape[0]
-    out = LoopResult(engine_name(engine), n)
+    out = LoopResult(engine_name(engine, kernels), n)
     start = next(t for t, p in marks if p.kind == "start")
     for row in result.history.epochs:
         e = row["epoch"]
         end_train = max(t for t, p in marks if p.kind == "step" and p.epoch == e and p.step == p.steps_per_epoch)
         end_epoch = next(t for t, p in marks if p.kind == "epoch" and p.epoch == e)
         out.train_s.append(end_train - start)
+        out.train_cpu_s.append(cpu[end_train] - cpu[start])
         out.epoch_s.append(end_epoch - start)
         out.train_losses.append(row["train_loss"])
         out.val_losses.append(row["val_loss"])
@@ -149,8 +200,11 @@ def engine_loop(splits, config: TrainConfig, device: torch.device, engine: str =
     return out
 
 
-def profile_loops(root, dataset: str, splits, steps: int, seed: int, device: torch.device, rows: int = 14) -> None:
-    """Profile `steps` training steps of each loop (the second of two short epochs, so warmed up)."""
+def profile_loops(
+    root, dataset: str, splits, steps: int, seed: int, device: torch.device, kernels=("auto",), rows: int = 14
+) -> None:
+    """Profile `steps` training steps of each loop (the second of two short epochs, so warmed up): the
+    plain loop, then the eager engine with each kernel mode."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -170,55 +224,107 @@ def profile_loops(root, dataset: str, splits, steps: int, seed: int, device: tor
     print(f"\nProfile of the plain loop, {steps_done} steps ({plain_ms:.1f} ms/step under the profiler):")
     print(prof.key_averages().table(sort_by=sort, row_limit=rows))
 
-    prof = profile(activities=activities)
-    times: list[float] = []
+    for mode in kernels:
+        prof = profile(activities=activities)
+        times: list[float] = []
 
-    def on_event(p: Progress) -> None:
-        if p.kind == "epoch" and p.epoch == 1:
-            times.append(time.perf_counter())
-            prof.start()
-        elif p.kind == "step" and p.epoch == 2 and p.step == p.steps_per_epoch:
-            prof.stop()
-            times.append(time.perf_counter())
+        def on_event(p: Progress, prof=prof, times=times) -> None:
+            if p.kind == "epoch" and p.epoch == 1:
+                times.append(time.perf_counter())
+                prof.start()
+            elif p.kind == "step" and p.epoch == 2 and p.step == p.steps_per_epoch:
+                prof.stop()
+                times.append(time.perf_counter())
 
-    config = TrainConfig(epochs=2, train_size=n, seed=seed, dataset=dataset, on_collapse="continue")
-    train(config, splits, on_event, device=str(device))
-    engine_ms = (times[1] - times[0]) / steps_done * 1e3
-    note = ""
-    if device.type == "cpu" and torch.get_num_threads() >= 2:
-        note = "; the engine computes half of each batch on a second thread, whose ops are not listed"
-    print(f"\nProfile of the engine, {steps_done} steps ({engine_ms:.1f} ms/step under the profiler{note}):")
-    print(prof.key_averages().table(sort_by=sort, row_limit=rows))
+        config = TrainConfig(epochs=2, train_size=n, seed=seed, dataset=dataset, on_collapse="continue")
+        with kernel_mode(mode):
+            train(config, splits, on_event, device=str(device))
+        engine_ms = (times[1] - times[0]) / steps_done * 1e3
+        note = ""
+        if device.type == "cpu" and torch.get_num_threads() >= 2:
+            note = "; the engine computes half of each batch on a second thread, whose ops are not listed"
+        title = engine_name("eager", mode)
+        print(f"\nProfile of the {title}, {steps_done} steps ({engine_ms:.1f} ms/step under the profiler{note}):")
+        print(prof.key_averages().table(sort_by=sort, row_limit=rows))
 
 
-def _load() -> str:
-    """The 1, 5 and 15 minute load averages (runnable threads), where the platform has them."""
+def _run_as_avx2(args: argparse.Namespace) -> int:
+    """The same bench in a child process whose torch, oneDNN and MKL are limited to AVX2 from the start."""
+    argv = [sys.executable, "-m", "convae.bench", *to_argv(args)]
+    env = {**os.environ, **AVX2_ENV}
+    print(f"running again with {' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())}: {' '.join(argv)}", flush=True)
+    return subprocess.run(argv, env=env, check=False).returncode
+
+
+# ------------------------------------------------------------------------------------- command line
+
+
+def positive_int(text: str) -> int:
     try:
-        return " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
 
 
-def format_table(runs: list[LoopResult]) -> str:
-    """One column per run: samples/s, seconds and losses per epoch."""
-    widths = [max(14, len(r.name) + 2) for r in runs]
+def add_arguments(b: argparse.ArgumentParser) -> None:
+    """The bench's options besides --data and --dataset (shared by `python -m convae bench`)."""
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--epochs", type=positive_int, default=2)
+    b.add_argument("--steps", type=positive_int, default=None, help="limit the steps per epoch")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's)")
+    b.add_argument("--repeat", type=positive_int, default=1, help="run all loops this many times, alternating")
+    b.add_argument(
+        "--engine",
+        nargs="+",
+        choices=ENGINES,
+        default=["eager"],
+        help="the engines to time against the plain loop (eager; the graph engines are for CUDA)",
+    )
+    b.add_argument(
+        "--kernels",
+        nargs="+",
+        choices=KERNEL_MODES,
+        default=["auto"],
+        help="the CPU kernel modes to time each engine with: auto (chosen by measurement, the default), "
+        "default (the fixed choice), or one candidate everywhere; e.g. --kernels default auto",
+    )
+    b.add_argument(
+        "--isa",
+        choices=("native", "avx2"),
+        default="native",
+        help="avx2: run the bench in a child process limited to AVX2 (what an AVX2 CPU would do)",
+    )
+    b.add_argument(
+        "--profile",
+        type=positive_int,
+        default=None,
+        metavar="STEPS",
+        help="first profile STEPS training steps of each loop (torch.profiler) and print the top ops",
+    )
 
-    def _row(label: str, values: list[str]) -> str:
-        return f"{label:<28}" + "".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
 
-    epochs = len(runs[0].train_s)
-    lines = [_row("", [r.name for r in runs])]
-    lines.append(_row("train samples/s", [f"{r.samples_per_s:,.0f}" for r in runs]))
-    lines.append(_row(f"{epochs} epochs s (train + val)", [f"{sum(r.epoch_s):.1f}" for r in runs]))
-    lines.append(_row("whole run s (with set-up)", [f"{r.wall_s:.1f}" for r in runs]))
-    for e in range(epochs):
-        lines.append(_row(f"epoch {e + 1} s (train + val)", [f"{r.epoch_s[e]:.1f}" for r in runs]))
-    for e in range(epochs):
-        lines.append(_row(f"epoch {e + 1} train loss", [f"{r.train_losses[e]:.6f}" for r in runs]))
-    for e in range(epochs):
-        label = f"epoch {e + 1} val loss" + (" (final)" if e == epochs - 1 else "")
-        lines.append(_row(label, [f"{r.val_losses[e]:.6f}" for r in runs]))
-    return "\n".join(lines)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m convae.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", help=f"data root (default: $CONVAE_DATA_DIR or {data_root()})")
+    p.add_argument("--dataset", choices=list(DATASETS), default="mnist")
+    add_arguments(p)
+    return p
+
+
+def to_argv(args: argparse.Namespace) -> list[str]:
+    """The command line that gives `args` back (for the AVX2 child process)."""
+    out = ["--dataset", args.dataset, "--device", args.device, "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    for option in ("data", "steps", "threads", "profile"):
+        if getattr(args, option, None) is not None:
+            out += [f"--{option}", str(getattr(args, option))]
+    out += ["--repeat", str(getattr(args, "repeat", 1) or 1)]
+    out += ["--engine", *(getattr(args, "engine", None) or ["eager"])]
+    out += ["--kernels", *(getattr(args, "kernels", None) or ["auto"])]
+    return [*out, "--isa", getattr(args, "isa", "native")]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -227,8 +333,14 @@ def main(args: argparse.Namespace) -> int:
     repeat = getattr(args, "repeat", 1) or 1
     profile_steps = getattr(args, "profile", None)
     engines = list(dict.fromkeys(getattr(args, "engine", None) or ["eager"]))
+    kernel_modes = list(dict.fromkeys(getattr(args, "kernels", None) or ["auto"]))
     for name in engines:
         EngineSpec.parse(name)  # before anything runs: ValueError listing the valid names
+    for mode in kernel_modes:
+        if mode not in KERNEL_MODES:
+            raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, got {mode!r}.")
+    if getattr(args, "isa", "native") == "avx2" and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
+        return _run_as_avx2(args)
     if threads:
         torch.set_num_threads(threads)
     device = pick_device(args.device)
@@ -245,52 +357,79 @@ def main(args: argparse.Namespace) -> int:
         f"convae bench: {args.dataset}, {n:,} training images ({-(-n // BATCH)} steps of {BATCH}) per epoch, "
         f"{args.epochs} epochs, validation on {splits.val_images.shape[0]:,} images in batches of {VAL_BATCH}, "
         f"seed {args.seed}\ndevice {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"load average at start {_load()}",
+        f"load average at start {load_average()}\n{cpu_line()}",
         flush=True,
     )
+    flops = step_flops(AutoEncoder(config.q1, config.q2, config.k), BATCH)
+    rates = [sgemm_rate()] if device.type == "cpu" else []
+    if device.type == "cpu":
+        print(
+            f"sgemm {SGEMM_N}x{SGEMM_N} on {torch.get_num_threads()} threads: {rates[0] / 1e9:.0f} GFLOP/s; "
+            f"a step of {BATCH} is {flops / 1e6:.0f} MFLOP (forward and backward of every convolution and linear "
+            f"layer), so the floor is {rates[0] / flops * BATCH:,.0f} images/s",
+            flush=True,
+        )
+        if any(not EngineSpec.parse(e).graph for e in engines):
+            for mode in kernel_modes:
+                print_kernels(splits.train_images[: 2 * BATCH], config, mode)
     if profile_steps:
-        profile_loops(root, args.dataset, splits, profile_steps, args.seed, device)
+        profile_loops(root, args.dataset, splits, profile_steps, args.seed, device, kernel_modes)
 
-    loops = ["plain", *engines]
+    loops = [("plain", "")]
+    for engine in engines:
+        modes = ["auto"] if EngineSpec.parse(engine).graph else kernel_modes
+        loops += [(engine, mode) for mode in modes]
     runs: list[LoopResult] = []
     failed: dict[str, str] = {}
     for i in range(repeat):
         order = loops if i % 2 == 0 else loops[::-1]
-        for which in order:
-            label = "plain" if which == "plain" else engine_name(which)
+        for which, mode in order:
+            label = "plain" if which == "plain" else engine_name(which, mode)
             print(f"run {i + 1}/{repeat}: {label}…", flush=True)
+            if rates:
+                rates.append(sgemm_rate())
             t0 = time.perf_counter()
             try:
                 if which == "plain":
                     r = plain_loop(root, args.dataset, args.epochs, train_size, args.seed, device)
                 else:
-                    r = engine_loop(splits, config, device, which)
+                    r = engine_loop(splits, config, device, which, mode)
             except Exception as e:  # one engine failing must not cost the others' figures
                 if which == "plain":
                     raise
-                failed.setdefault(which, f"{type(e).__name__}: {e}")
-                print(f"{label} failed: {failed[which]}", flush=True)
+                failed.setdefault(label, f"{type(e).__name__}: {e}")
+                print(f"{label} failed: {failed[label]}", flush=True)
                 traceback.print_exc()
                 continue
             r.wall_s = time.perf_counter() - t0
+            r.round = i
+            r.sgemm = rates[-1] if rates else None
             if repeat > 1:
                 r.name += f" #{i + 1}"
             runs.append(r)
-    rank = {label: i for i, label in enumerate(["plain loop", *map(engine_name, engines)])}
+    names = ["plain loop", *(engine_name(e, m) for e, m in loops[1:])]
+    rank = {label: i for i, label in enumerate(names)}
     runs.sort(key=lambda r: (rank[r.name.split(" #")[0]], r.name))
-    print(f"\nload average at end {_load()} (other programs share the CPU: compare only within one run)")
-    print(format_table(runs))
+    print(f"\nload average at end {load_average()} (other programs share the CPU: compare only within one run)")
+    if device.type == "cpu":
+        rates.append(sgemm_rate())
+        print(
+            f"sgemm at the end: {rates[-1] / 1e9:.0f} GFLOP/s; the floor below uses the best of the {len(rates)} "
+            f"measurements (before each run, at the start and the end), the least disturbed by other programs: "
+            f"{max(rates) / 1e9:.0f} GFLOP/s, {max(rates) / flops * BATCH:,.0f} images/s"
+        )
+    floor = max(rates) / flops * BATCH if rates else None
+    print(format_table(runs, floor))
 
     how = f" (medians of {repeat} runs)" if repeat > 1 else ""
     plain = [r for r in runs if r.name.startswith("plain")]
     p_rate = statistics.median(r.samples_per_s for r in plain)
     p_val = statistics.median(r.val_losses[-1] for r in plain)
     p_curve = [statistics.median(r.val_losses[e] for r in plain) for e in range(args.epochs)]
-    for eng in engines:
-        name = engine_name(eng)
+    for name in names[1:]:
         mine = [r for r in runs if r.name.split(" #")[0] == name]
         if not mine:
-            print(f"\n{name}: failed ({failed[eng]})")
+            print(f"\n{name}: failed ({failed[name]})")
             continue
         e_rate = statistics.median(r.samples_per_s for r in mine)
         e_val = statistics.median(r.val_losses[-1] for r in mine)
@@ -301,4 +440,23 @@ def main(args: argparse.Namespace) -> int:
             f"final validation loss{how}: {name} {e_val:.6f}, plain {p_val:.6f}, "
             f"relative difference {(e_val - p_val) / p_val:+.2%}; largest difference over the epochs {worst:.2%}"
         )
+        e_cpu = statistics.median(r.cpu_ms_per_step for r in mine)
+        p_cpu = statistics.median(r.cpu_ms_per_step for r in plain)
+        print(f"CPU time per training step{how}: {name} {e_cpu:.1f} ms, plain {p_cpu:.1f} ms (all threads)")
+        if floor:
+            print(f"share of the floor{how}: {name} {e_rate / floor:.0%}, plain {p_rate / floor:.0%}")
     return 1 if failed else 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`python -m convae.bench`: the bench on its own (the AVX2 child process runs this)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return main(args)
+    except (DataError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

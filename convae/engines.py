@@ -3,17 +3,18 @@
 An engine name is parsed once into an `EngineSpec`; `open_stepper` gives its stepper: `EagerSteps`
 ("eager", the default, any device; two half-batches on two threads on a multi-core CPU) or
 `DeviceSteps` (the "graph" engines for CUDA: each whole step replayed as one CUDA graph). On the CPU
-the decoder's one-output-channel transposed convolution runs on faster kernels (`fast_cpu_kernels`).
-docs/performance.md has the measurements behind each choice.
+the eager engine's convolutions run on kernels chosen by measurement for the model at hand
+(convae.kernels; $CONVAE_KERNELS=default keeps the fixed choice, `fast_cpu_kernels`), and the stepper
+says which in `stepper.kernels`. docs/performance.md has the measurements behind each choice.
 """
 
 from __future__ import annotations
 
-import functools
 import math
+import os
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from convae import conv_candidates as cands
+from convae import kernel_tune
+from convae import kernels as kern
 from convae.data import to_float
 
 
@@ -54,6 +58,23 @@ _SPECS = {
 }
 ENGINES = tuple(_SPECS)  # "eager" is the default; the graph engines are meant for CUDA GPUs
 
+KERNELS_ENV = "CONVAE_KERNELS"  # how the CPU convolutions' kernels are picked, for runs that do not say
+KERNEL_MODES = ("auto", "default", *cands.CANDIDATES)
+
+
+def kernel_mode(mode: str | Mapping[str, str] | None = None) -> str | Mapping[str, str]:
+    """The kernel mode asked for (else $CONVAE_KERNELS, else "auto"), or ValueError listing the valid ones:
+    "auto" times the candidates for the model at hand and keeps the fastest (convae.kernels); "default"
+    is oneDNN with the one-output path (fast_cpu_kernels); a candidate's name runs every product on it;
+    a dict as `stepper.kernels` gives runs exactly those kernels (a resumed run's, say)."""
+    if isinstance(mode, Mapping):
+        return mode
+    value = mode if mode is not None else os.environ.get(KERNELS_ENV) or "auto"
+    if value not in KERNEL_MODES:
+        where = "kernels" if mode is not None else f"${KERNELS_ENV}"
+        raise ValueError(f"{where} must be one of {', '.join(KERNEL_MODES)}, got {value!r}.")
+    return value
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, batch_size: int = 100) -> float:
@@ -71,6 +92,8 @@ class Stepper(Protocol):
     """Runs the training steps of one run; `train()` drives it epoch by epoch."""
 
     losses: torch.Tensor  # (steps per epoch,) on the device: the loss of each step of this epoch
+    part: int  # the images one thread's forward takes at a time (the kernels are chosen for it)
+    kernels: dict[str, str]  # the CPU convolutions' layout and kernels (convae.kernels.describe), else empty
 
     def start_epoch(self, order: torch.Tensor) -> None:
         """Begin an epoch whose batches are taken from the training images in this order."""
@@ -83,59 +106,6 @@ class Stepper(Protocol):
 
     def close(self) -> None:
         """Give back whatever the stepper holds (threads, settings, graphs)."""
-
-
-class _ConvTranspose2dOneOutput(torch.autograd.Function):
-    """conv_transpose2d on the CPU for one output channel: the same maths on other kernels.
-
-    Forward uses ATen's im2col kernel, which is much faster here than oneDNN's (PyTorch's default);
-    backward goes to the default kernels through aten.convolution_backward. Groups 1, dilation 1.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, output_padding):
-        ctx.save_for_backward(x, weight)
-        ctx.geometry = (stride, padding, output_padding)
-        kernel = weight.shape[2:]
-        return torch.ops.aten.slow_conv_transpose2d(x, weight, kernel, bias, stride, padding, output_padding, (1, 1))
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        stride, padding, output_padding = ctx.geometry
-        mask = list(ctx.needs_input_grad[:3])
-        gx, gw, gb = torch.ops.aten.convolution_backward(
-            grad, x, weight, [weight.shape[1]], stride, padding, (1, 1), True, output_padding, 1, mask
-        )
-        return gx, gw, gb, None, None, None
-
-
-def _one_output(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    return _ConvTranspose2dOneOutput.apply(
-        x, layer.weight, layer.bias, layer.stride, layer.padding, layer.output_padding
-    )
-
-
-@contextmanager
-def fast_cpu_kernels(model: nn.Module) -> Iterator[None]:
-    """Within the block, run this CPU model's one-output-channel transposed convolutions on the kernels
-    of _ConvTranspose2dOneOutput (same results up to float rounding); a no-op on other devices."""
-    layers = [
-        m
-        for m in model.modules()
-        if type(m) is nn.ConvTranspose2d
-        and m.out_channels == 1
-        and m.groups == 1
-        and m.dilation == (1, 1)
-        and m.weight.device.type == "cpu"
-    ]
-    for m in layers:
-        m.forward = functools.partial(_one_output, m)
-    try:
-        yield
-    finally:
-        for m in layers:
-            del m.forward
 
 
 class EagerSteps:
@@ -164,8 +134,11 @@ class EagerSteps:
         self.order = torch.empty(0, dtype=torch.long, device=train_x.device)
         self.threads = torch.get_num_threads()  # the caller's, restored on close
         self.pool: ThreadPoolExecutor | None = None  # the second half's thread
+        self.part = batch_size
+        self.kernels: dict[str, str] = {}
         if train_x.device.type == "cpu" and self.threads >= 2:
             half = self.threads // 2
+            self.part = batch_size - batch_size // 2  # the larger half
             self.pool = ThreadPoolExecutor(1, "convae-half", initializer=torch.set_num_threads, initargs=(half,))
             self.pool.submit(lambda: None).result()  # start the worker (and set its threads) now
             torch.set_num_threads(half)
@@ -250,6 +223,8 @@ class DeviceSteps:
         self.layout = torch.channels_last if spec.channels_last else torch.contiguous_format
         self.forward = torch.compile(model) if spec.compiled else model
         self.n, self.bs = train_x.shape[0], batch_size
+        self.part = batch_size
+        self.kernels: dict[str, str] = {}
         self.losses = torch.zeros(math.ceil(self.n / batch_size), device=dev)
         self.order = torch.zeros(self.n, dtype=torch.long, device=dev)
         self.counter = torch.zeros((), dtype=torch.long, device=dev)  # steps done in this epoch
@@ -346,6 +321,22 @@ def _cudnn_benchmark() -> Iterator[None]:
                 torch.backends.cudnn.benchmark = before
 
 
+def _cpu_kernels(
+    stack: ExitStack, spec: EngineSpec, mode: str | Mapping[str, str], model: nn.Module, sample: torch.Tensor
+) -> dict[str, str]:
+    """Put the CPU model's convolutions on the kernels of `mode` until `stack` closes; say which."""
+    needs = {name: needs_x for name, (_, needs_x) in kernel_tune.layer_inputs(model, sample).items()}
+    if spec.graph or mode == "default":
+        stack.enter_context(kern.fast_cpu_kernels(model))
+        return kern.describe(kern.default_plans(model), needs)
+    if isinstance(mode, Mapping):
+        plans = kern.plans_from(model, mode)
+    else:
+        plans = kernel_tune.tune(model, sample).plans if mode == "auto" else kern.fixed(model, mode)
+    stack.enter_context(kern.use(model, plans))
+    return kern.describe(plans, needs)
+
+
 @contextmanager
 def open_stepper(
     spec: EngineSpec,
@@ -354,10 +345,17 @@ def open_stepper(
     loss_fn: nn.Module,
     train_x: torch.Tensor,
     batch_size: int,
+    kernels: str | Mapping[str, str] | None = None,
 ) -> Iterator[Stepper]:
-    """The stepper for `spec`, with the kernels and settings it uses for the block; all undone on exit."""
+    """The stepper for `spec`, with the kernels and settings it uses for the block; all undone on exit.
+
+    `kernels` (KERNEL_MODES, or a dict as stepper.kernels gives; None: $CONVAE_KERNELS, else "auto")
+    picks the CPU convolutions' kernels of the eager engine; the graph engines keep the default ones.
+    With "auto" the candidates are timed here, on this thread at the stepper's thread count and batch
+    part (convae.kernels.tune: a few hundred milliseconds, nothing when this process has timed the
+    same shapes before)."""
+    mode = kernel_mode(kernels)
     with ExitStack() as stack:
-        stack.enter_context(fast_cpu_kernels(model))
         if spec.graph and train_x.device.type == "cuda":
             stack.enter_context(_cudnn_benchmark())  # the batch shape never changes: search once
         if spec.graph:
@@ -365,4 +363,7 @@ def open_stepper(
         else:
             stepper = EagerSteps(model, optimizer, loss_fn, train_x, batch_size)
         stack.callback(stepper.close)
+        if train_x.device.type == "cpu":
+            sample = train_x[: stepper.part].unsqueeze(1).float().div(255)  # (part, 1, 28, 28), as to_float
+            stepper.kernels = _cpu_kernels(stack, spec, mode, model, sample)
         yield stepper

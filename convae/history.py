@@ -60,6 +60,7 @@ class History:
     restarts: list[dict] = field(default_factory=list)  # {seed, step, next_seed, note, vitals} per collapse
     seed: int | None = None  # the seed this history was trained with (the asked one unless restarted)
     mean_init: bool | None = None  # whether it started at the mean brightness (see TrainConfig.mean_init)
+    kernels: dict[str, str] = field(default_factory=dict)  # the CPU convolutions' kernels (convae.kernels), else empty
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,7 +78,20 @@ class History:
             clean_restarts(d.get("restarts")),
             seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             mean_init if isinstance(mean_init, bool) else None,
+            _kernels(d.get("kernels")),
         )
+
+
+MAX_KERNEL_ENTRIES = 64  # a layout and three products per convolution: the largest model has 16 entries
+MAX_KERNEL_TEXT = 80
+
+
+def _kernels(value: object) -> dict[str, str]:
+    """The kernels named in a file: short text keys and values only, at most MAX_KERNEL_ENTRIES."""
+    if not isinstance(value, dict):
+        return {}
+    items = [(k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str)]
+    return {k[:MAX_KERNEL_TEXT]: v[:MAX_KERNEL_TEXT] for k, v in items[:MAX_KERNEL_ENTRIES]}
 
 
 def _number(value: object) -> float | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from convae import kernels
 from convae.analysis import class_means, encode
 from convae.data import Splits, load_splits
 from convae.job_line import JobLine
@@ -329,6 +330,8 @@ class JobManager:
             raise
         finally:
             writer.close()  # every kept epoch is on disk before what follows replaces or removes it
+        if result.history.kernels:
+            log.info("%s trained on CPU kernels %s", job.id, kernels.summary(result.history.kernels))
         run = self._save(job, result, splits)
         self.store.drop_epoch(job.config)  # the run is complete: nothing left to resume
         return JobState.DONE, run

@@ -335,6 +335,7 @@ def _train_once(
             raise _CollapseSeen(global_step, history.vitals)
 
     with open_stepper(spec, model, optimizer, nn.MSELoss(), train_x, bs) as stepper:
+        history.kernels = dict(stepper.kernels)
         emit(clock.event("start", first, 0, preview=preview(), **shots(snaps.start(model, first), first, 0)))
         clock.started()
         for epoch in range(first, config.epochs + 1):

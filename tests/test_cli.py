@@ -150,6 +150,9 @@ def test_train_writes_checkpoint_metrics_and_figures(data_root: Path, tmp_path: 
         assert isinstance(epoch[key], float) and epoch[key] > 0, key
     assert 0 < epoch["val_loss"] < 1 and 0 < epoch["train_loss"] < 1
     assert metrics["final"] == {"train_loss": epoch["train_loss"], "val_loss": epoch["val_loss"]}
+    assert metrics["kernels"]["layout"] in ("nchw", "channels-last") and "decoder.net.5.forward" in metrics["kernels"]
+    assert run.history.kernels == metrics["kernels"]  # the checkpoint keeps them too
+    assert f"CPU convolution kernels: {metrics['kernels']['layout']}: " in captured.out
     assert run.history.epochs[0]["val_loss"] == pytest.approx(epoch["val_loss"])
     assert (out / "reconstructions.png").is_file() and (out / "mixtures.png").is_file()
 

@@ -84,3 +84,31 @@ def test_pca_without_a_writable_folder(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(pca_module.torch, "save", refuse)
     assert pca_module.cached_pca(root, "mnist").seconds > 0  # fitted, not kept, no error
     assert not (root / "MNIST" / pca_module.CACHE_NAME).exists()
+
+
+@pytest.mark.slow
+def test_make_runs_launcher_imports_ahead_and_then_serves_the_first_page(tmp_path) -> None:
+    """`python -m ui.serve` (what `make run` starts): once the server listens, torch and the dashboard's
+    modules are imported on a thread (the log says so), and the page then opens as with `streamlit run`."""
+    import asyncio
+    import time
+
+    from tests.support.server import Server
+    from tests.support.st_client import Session
+
+    root = make_synthetic(tmp_path / "data", n_train=64, n_val=32)
+    with Server(root, tmp_path / "runs", tmp_path / "server.log", launcher=("-m", "ui.serve")) as server:
+        deadline = time.monotonic() + 90
+        while "ahead of the first page" not in server.log_text():
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.2)
+        line = next(x for x in server.log_text().splitlines() if "ahead of the first page" in x)
+        assert "Imported torch, pandas, plotly.graph_objects, 8 of the dashboard's modules ahead" in line
+
+        async def first_page() -> Session:
+            async with Session(server.url) as session:
+                await session.wait_for(lambda s: s.has_text("Train the auto-encoder"), what="the Train page")
+                return session
+
+        asyncio.run(first_page())
+        assert "Traceback" not in server.log_text()

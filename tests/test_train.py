@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import convae.engines as engines
+import convae.kernels as kernels
 import convae.train as engine
 from convae.data import to_float
 from convae.engines import ENGINES, EngineSpec
@@ -500,7 +501,7 @@ def test_engine_names_parse_once_into_switches() -> None:
 def _one_output(layer: nn.ConvTranspose2d):
     def forward(x: torch.Tensor, weight: torch.Tensor, *bias: torch.Tensor) -> torch.Tensor:
         b = bias[0] if bias else None
-        return engines._ConvTranspose2dOneOutput.apply(x, weight, b, layer.stride, layer.padding, layer.output_padding)
+        return kernels._ConvTranspose2dOneOutput.apply(x, weight, b, layer.stride, layer.padding, layer.output_padding)
 
     return forward
 
@@ -532,7 +533,7 @@ def test_fast_cpu_kernels_change_only_the_last_layer_and_only_inside_the_block()
     x = torch.rand(5, 1, 28, 28)
     plain = model(x)
     last = model.decoder.net[5]
-    with engines.fast_cpu_kernels(model):
+    with kernels.fast_cpu_kernels(model):
         assert [m for m in model.modules() if "forward" in m.__dict__] == [last]  # the one-output layer only
         fast = model(x)
         fast.sum().backward()

@@ -33,9 +33,11 @@ class Server:
         env: dict[str, str] | None = None,
         script: str = "dashboard.py",
         cwd: Path = PROJECT,
+        launcher: tuple[str, ...] | None = None,
     ) -> None:
         self.data_dir, self.runs_dir, self.log_path = data_dir, runs_dir, log_path
         self.script, self.cwd = script, cwd
+        self.launcher = launcher or ("-m", "streamlit", "run", script)  # ("-m", "ui.serve"): what `make run` starts
         self.port = free_port()
         self.url = f"http://localhost:{self.port}"
         self.extra_env = env or {}
@@ -56,10 +58,7 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                self.script,
+                *self.launcher,
                 "--server.port",
                 str(self.port),
                 "--server.headless",
