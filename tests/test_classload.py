@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,62 @@ async def _leave_and_browse(url: str, key: str) -> tuple[int, str]:
         await asyncio.sleep(3)  # three polls of the follow fragment
         assert student.widget("follow_teacher").value is False
         return student.widget("k").value, student.page
+
+
+@pytest.mark.slow
+def test_students_who_stop_following_while_the_teacher_moves_keep_their_own_settings(tmp_path: Path) -> None:
+    """Students turn 'Follow the teacher' off at moments spread over the teacher's moves (several a second,
+    page and K), then set a configuration of their own: each keeps it, and stays off. A move the follow
+    fragment picked up just before the toggle went off may switch the student's page from the server, which
+    clears every widget's state; the choice to follow is kept apart from the toggle's state, so it stays off
+    (before that, 10 of 88 such students were following again, with the teacher's settings)."""
+    from convae.synthetic import make_synthetic
+
+    data = make_synthetic(tmp_path / "data", n_train=200, n_val=100)
+    env = {"CONVAE_TEACHER_KEY": "a-key-for-the-test"}
+    with Server(data, tmp_path / "runs", tmp_path / "server.log", env=env) as server:
+        outcomes = asyncio.run(_leave_while_the_teacher_moves(server.url, env["CONVAE_TEACHER_KEY"]))
+        log = server.log_text()
+    wrong = [o for o in outcomes if o[1:] != ({"q1": 8, "q2": 16, "k": 5, "seed": 100 + o[0]}, False)]
+    assert len(outcomes) == 12 and wrong == []
+    assert log_problems(log) == ([], 0), log
+
+
+async def _leave_while_the_teacher_moves(url: str, key: str) -> list[tuple[int, dict, bool]]:
+    rng = random.Random(7)
+    outcomes: list[tuple[int, dict, bool]] = []
+
+    async def lead(teacher: Session, stop: asyncio.Event) -> None:
+        moves = [(3, "Reconstructions"), (4, "Mixtures"), (6, "Train"), (7, "Latent space")]
+        i = 0
+        while not stop.is_set():
+            k, page = moves[i % len(moves)]
+            await teacher.set("k", k)
+            await teacher.switch_page(page)
+            i += 1
+            await asyncio.sleep(rng.uniform(0.2, 0.8))
+
+    async def student(n: int, delay: float) -> None:
+        async with Session(url, timeout_s=60) as s:
+            await s.wait_for(lambda s: s.widget("follow_teacher") is not None, 30, "the 'Follow the teacher' toggle")
+            await asyncio.sleep(delay)
+            await s.set("follow_teacher", False)
+            if s.page != "Train":
+                await s.switch_page("Train")
+            mine = {"q1": 8, "q2": 16, "k": 5, "seed": 100 + n}
+            for name, value in mine.items():
+                if s.widget(name).value != value:
+                    await s.set(name, value)
+            await asyncio.sleep(3)  # three polls of the follow fragment while the teacher goes on moving
+            outcomes.append((n, {name: s.widget(name).value for name in mine}, s.widget("follow_teacher").value))
+
+    async with Session(url, timeout_s=60) as teacher:
+        await teacher.set("teacher_key_input", key)
+        await teacher.set("follow_me", True)
+        for round_ in range(2):
+            stop = asyncio.Event()
+            leading = asyncio.create_task(lead(teacher, stop))
+            await asyncio.gather(*(student(6 * round_ + i, rng.uniform(0, 3)) for i in range(6)))
+            stop.set()
+            await leading
+    return sorted(outcomes)

@@ -161,8 +161,17 @@ def publish_view(page: str) -> None:
 # ---------------------------------------------------------------------------- following
 
 
-def _rejoin() -> None:
-    """Turning 'Follow the teacher' back on brings the student to the teacher's view at once."""
+FOLLOWING = "_following"  # the student's choice, kept apart from the toggle's widget state (see _follow)
+
+
+def following() -> bool:
+    """Whether this session follows the teacher (the default until the student turns it off)."""
+    return st.session_state.get(FOLLOWING, True) is not False
+
+
+def _follow_changed() -> None:
+    """The toggle moved: remember the choice; turning it back on brings the teacher's view at once."""
+    st.session_state[FOLLOWING] = st.session_state.get("follow_teacher") is not False
     st.session_state.pop("_followed_seq", None)
 
 
@@ -173,7 +182,10 @@ def _follow() -> None:
     view = hub().view()
     if view is None or hub().leads(_token()):
         return
-    on = st.toggle("Follow the teacher", value=True, key="follow_teacher", on_change=_rejoin)
+    # A page change that the server starts (st.switch_page) clears every widget's state, this toggle's
+    # too; a toggle that only lived there would come back on, and the student would follow again. So
+    # the choice is kept in its own key and the toggle starts from it.
+    on = st.toggle("Follow the teacher", value=following(), key="follow_teacher", on_change=_follow_changed)
     st.caption("The teacher is leading." if on else "You are exploring on your own.")
     view = next_view(view, st.session_state.get("_followed_seq")) if on else None
     if view is not None:
@@ -208,7 +220,7 @@ def apply_pending(page: str) -> None:
     view: View | None = st.session_state.pop("_pending_view", None)
     if view is None or not hub().configured or hub().leads(_token()):
         return
-    if st.session_state.get("follow_teacher") is False:  # fetched just before the student stopped following
+    if not following():  # fetched just before the student stopped following
         return
     share.apply_view(view.page, view.params)
     target = page_file(view.page)
