@@ -3,7 +3,7 @@
 For every preset (convae.presets), K and seed it trains the preset's settings with the dashboard's
 default collapse handling (restart with the next seed) and prints one row per run, then a summary
 per preset and K: validation MSE after the first and the last epoch (median and worst), restarts,
-blank runs and wall time.
+blank runs, wall time and CPU time (of the runs that recorded it; a pause does not count there).
 
     .venv/bin/python -m scripts.presets_table                          # quick and good, K 1..64, seeds 0-4
     .venv/bin/python -m scripts.presets_table --presets quick --k 10 --seeds 2
@@ -101,8 +101,8 @@ def train_one(plan: dict, splits, blank: float) -> dict:
 def summary(rows: list[dict], args: argparse.Namespace) -> list[str]:
     out = [
         "| preset | start | K | runs | val MSE after epoch 1 (median) | after the last epoch (median) | worst "
-        "| restarts | learned with the mean start | blank runs | seconds median | slowest |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| restarts | learned with the mean start | blank runs | seconds median | slowest | CPU s median | most |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in args.presets:
         for s in args.starts:
@@ -113,11 +113,13 @@ def summary(rows: list[dict], args: argparse.Namespace) -> list[str]:
                 first = [r["val_by_epoch"][0] for r in mine]
                 last = [r["val_by_epoch"][-1] for r in mine]
                 secs = [r["seconds"] for r in mine]
+                cpu = [r["cpu_seconds"] for r in mine if isinstance(r.get("cpu_seconds"), (int, float))]
+                cpu_cols = f"{statistics.median(cpu):.0f} | {max(cpu):.0f}" if cpu else "- | -"
                 out.append(
                     f"| {p} | {s} | {k} | {len(mine)} | {statistics.median(first):.4f} | {statistics.median(last):.4f} "
                     f"| {max(last):.4f} | {sum(r['restarts'] for r in mine)} | {sum(map(mean_start_used, mine))} "
                     f"| {sum(r['blank'] for r in mine)} of "
-                    f"{len(mine)} | {statistics.median(secs):.0f} | {max(secs):.0f} |"
+                    f"{len(mine)} | {statistics.median(secs):.0f} | {max(secs):.0f} | {cpu_cols} |"
                 )
     return out
 
