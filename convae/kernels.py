@@ -149,6 +149,18 @@ def fixed(model: nn.Module, candidate: str) -> dict[str, Plan]:
     }
 
 
+def recorded(model: nn.Module, kernels: Mapping[str, str]) -> Mapping[str, str] | None:
+    """A run's recorded kernels (History.kernels) if they name this model's layers, else None (then the
+    run chooses afresh): a resumed run goes on on the kernels it started with."""
+    if not kernels:
+        return None
+    try:
+        plans_from(model, kernels)
+    except ValueError:
+        return None
+    return kernels
+
+
 def summary(kernels: Mapping[str, str]) -> str:
     """A one-line account of a `describe` dict, for a log: the layout and how many products run on each
     kernel, e.g. "nchw: onednn 6, per-image 3, im2col 1" ("" when there is nothing to say)."""

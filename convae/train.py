@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from convae import kernels
 from convae.analysis import blank_mse
 from convae.collapse import CHECK_EVERY, CollapseWatch, Vitals, is_check_step, read_vitals
 from convae.config import TrainConfig as TrainConfig  # re-exported: most callers import it from here
@@ -334,7 +335,8 @@ def _train_once(
         if collapsed and config.on_collapse != "continue":
             raise _CollapseSeen(global_step, history.vitals)
 
-    with open_stepper(spec, model, optimizer, nn.MSELoss(), train_x, bs) as stepper:
+    started_on = kernels.recorded(model, resume.history.kernels) if resume is not None else None
+    with open_stepper(spec, model, optimizer, nn.MSELoss(), train_x, bs, started_on) as stepper:
         history.kernels = dict(stepper.kernels)
         emit(clock.event("start", first, 0, preview=preview(), **shots(snaps.start(model, first), first, 0)))
         clock.started()

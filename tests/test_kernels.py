@@ -320,3 +320,26 @@ def test_a_kernel_record_read_from_a_file_is_bounded_and_summed_up() -> None:
     assert len(kept) <= MAX_KERNEL_ENTRIES and all(len(k) <= 80 and len(v) <= 80 for k, v in kept.items())
     assert "n" not in kept and 7 not in kept
     assert History.from_dict({"kernels": ["onednn"]}).kernels == {}
+
+
+def test_a_resumed_run_goes_on_on_the_kernels_it_started_with(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = []
+    config = tiny_config(epochs=2, train_size=96)
+    monkeypatch.setenv(engines.KERNELS_ENV, "im2col")
+    first = train(config, splits, device="cpu", on_epoch=kept.append)
+    monkeypatch.setenv(engines.KERNELS_ENV, "per-image")  # what a fresh run would take now
+    resumed = train(config, splits, device="cpu", resume=kept[0])
+    assert resumed.history.kernels == first.history.kernels
+    assert {v for k, v in resumed.history.kernels.items() if k != "layout"} == {"im2col"}
+    assert resumed.history.epochs[-1]["val_loss"] == pytest.approx(first.history.epochs[-1]["val_loss"], rel=1e-6)
+    fresh = train(config, splits, device="cpu")
+    assert {v for k, v in fresh.history.kernels.items() if k != "layout"} == {"per-image"}
+
+
+def test_recorded_kernels_that_do_not_fit_the_model_are_chosen_afresh() -> None:
+    model = AutoEncoder(4, 4, 2)
+    assert kern.recorded(model, {}) is None
+    assert kern.recorded(model, {"layout": "nchw", "no.such.layer.forward": "im2col"}) is None
+    assert kern.recorded(model, {"layout": "sideways"}) is None
+    fits = {"layout": "nchw", "decoder.net.5.forward": "per-image"}
+    assert kern.recorded(model, fits) == fits
