@@ -11,7 +11,7 @@ blank runs, wall time and CPU time (of the runs that recorded it; a pause does n
         --record docs/data/recipe-runs.jsonl                           # the recipe's 80 runs (hours)
 
 `--starts default mean` trains every run twice: with the preset's own output start and with the
-mean-brightness start (the other remedy), and adds a table comparing the two. With `--record FILE`
+mean-brightness start (the other remedy), and adds a table comparing the two, side by side. With `--record FILE`
 every finished run is appended to FILE (one JSON line) and runs already there are not trained again,
 so a long table can be stopped and started again, and split over processes (`--shard 1/2` and
 `--shard 2/2`, one thread each, writing to the same file). `--table-only` prints the tables of the
@@ -25,6 +25,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -124,6 +125,40 @@ def summary(rows: list[dict], args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _median(runs: list[dict], key: Callable[[dict], float | None], fmt: str) -> str:
+    values = [v for v in map(key, runs) if v is not None]
+    return f"{statistics.median(values):{fmt}}" if values else "-"
+
+
+def comparison(rows: list[dict], args: argparse.Namespace) -> list[str]:
+    """The two starts side by side per preset and K, over the seeds both have: blank runs, validation MSE
+    after the first and the last epoch (medians), restarts and CPU seconds (median of the runs that
+    recorded it)."""
+    out = [
+        "| preset | K | seeds | blank runs: default / mean start | after epoch 1 | after the last epoch "
+        "| restarts | CPU s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    columns = [
+        (lambda r: r["val_by_epoch"][0], ".4f"),
+        (lambda r: r["val_by_epoch"][-1], ".4f"),
+        (lambda r: r.get("cpu_seconds"), ".0f"),  # older rows lack it
+    ]
+    for p in args.presets:
+        for k in args.k:
+            by = {s: {r["seed"]: r for r in rows if (r["preset"], r["start"], r["k"]) == (p, s, k)} for s in STARTS}
+            seeds = sorted(set(by["default"]) & set(by["mean"]))
+            if not seeds:
+                continue
+            d, m = [by["default"][x] for x in seeds], [by["mean"][x] for x in seeds]
+            first, last, cpu = (f"{_median(d, key, fmt)} / {_median(m, key, fmt)}" for key, fmt in columns)
+            out.append(
+                f"| {p} | {k} | {len(seeds)} | {sum(r['blank'] for r in d)} / {sum(r['blank'] for r in m)} "
+                f"| {first} | {last} | {sum(r['restarts'] for r in d)} / {sum(r['restarts'] for r in m)} | {cpu} |"
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", choices=list(PRESETS), default=["quick", "good"])
@@ -178,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(f"\nSummary ({len(rows)} runs; {missing} of the plan not yet trained; load average now {load:.1f})")
     print("\n".join(summary(rows, args)))
+    if set(args.starts) == set(STARTS):
+        print("\nThe two starts side by side (default / mean; medians over the seeds both have):")
+        print("\n".join(comparison(rows, args)))
     return 1 if any(r["blank"] for r in rows) else 0
 
 

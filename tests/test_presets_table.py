@@ -32,7 +32,10 @@ def test_record_resume_and_shards(data_root: Path, tmp_path: Path, monkeypatch: 
     assert out.count("| quick | default |") == 2 and out.count("| quick | mean |") == 2
 
     script.main([*common, "--table-only"])  # trains nothing more
-    assert len(script.read_record(record)) == 4 and "runs to train" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert len(script.read_record(record)) == 4 and "runs to train" not in out
+    side = [line for line in out.splitlines() if line.startswith("| quick | ") and " / " in line]
+    assert len(side) == 2 and all("| 1 | 0 / 0 |" in line or "| 1 | 1 / 0 |" in line for line in side), out
 
 
 def test_the_start_that_learned() -> None:
