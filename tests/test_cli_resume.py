@@ -86,10 +86,11 @@ SLOW_ARGS = ["--epochs", "40", "--train-size", "300", "--q1", "8", "--q2", "8", 
 
 def start_cli(data_root: Path, out: Path, prelude: str = "") -> subprocess.Popen:
     """`python -m convae train` in a process of its own (one thread, as in this test process, so that
-    the two compute the same bits); `prelude` runs first (a fault to plant)."""
+    the two compute the same bits; and the fixed CPU kernels, which tests using it set here too: kernels
+    chosen by timing may differ between processes in the last digits); `prelude` runs first."""
     code = f"{prelude}\nimport sys\nfrom convae.__main__ import main\nsys.exit(main(sys.argv[1:]))"
     argv = ["train", "--data", str(data_root), *SLOW_ARGS, "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CONVAE_KERNELS": "default"}  # kernels not chosen by timing
     return subprocess.Popen(
         [sys.executable, "-c", code, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -111,7 +112,10 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_during_an_epoch_then_the_same_command_resumes(data_root: Path, tmp_path: Path, capsys) -> None:
+def test_kill_9_during_an_epoch_then_the_same_command_resumes(
+    data_root: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVAE_KERNELS", "default")  # as in the killed process (start_cli)
     out, key = tmp_path / "out", tiny_config(q1=8, q2=8, epochs=40, train_size=300).key()
     proc = start_cli(data_root, out)
     wait_for(lambda: kept_epoch(out / f"{key}.resume") >= 2, proc)
@@ -129,7 +133,10 @@ def test_kill_9_during_an_epoch_then_the_same_command_resumes(data_root: Path, t
 
 
 @pytest.mark.slow
-def test_kill_9_while_an_epoch_is_written_keeps_the_one_before(data_root: Path, tmp_path: Path, capsys) -> None:
+def test_kill_9_while_an_epoch_is_written_keeps_the_one_before(
+    data_root: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVAE_KERNELS", "default")  # as in the killed process (start_cli)
     """The kill lands between the write of epoch 3's temporary file and its rename (fsync made slow)."""
     out, key = tmp_path / "out", tiny_config(q1=8, q2=8, epochs=40, train_size=300).key()
     slow_fsync = (
