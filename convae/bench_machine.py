@@ -22,7 +22,7 @@ from convae.model import AutoEncoder
 from convae.train import TrainConfig
 
 if TYPE_CHECKING:
-    from convae.bench import LoopResult
+    from convae.bench_loops import LoopResult
 
 # Set before torch is imported, these keep ATen's kernels, oneDNN and MKL to AVX2 on any x86 CPU.
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}

@@ -325,14 +325,15 @@ def _cpu_kernels(
     stack: ExitStack, spec: EngineSpec, mode: str | Mapping[str, str], model: nn.Module, sample: torch.Tensor
 ) -> dict[str, str]:
     """Put the CPU model's convolutions on the kernels of `mode` until `stack` closes; say which."""
+    if mode == "auto" and not spec.graph:
+        tuning = kernel_tune.tune(model, sample)  # it knows which layers' inputs need a gradient
+        stack.enter_context(kern.use(model, tuning.plans))
+        return tuning.kernels
     needs = {name: needs_x for name, (_, needs_x) in kernel_tune.layer_inputs(model, sample).items()}
     if spec.graph or mode == "default":
         stack.enter_context(kern.fast_cpu_kernels(model))
         return kern.describe(kern.default_plans(model), needs)
-    if isinstance(mode, Mapping):
-        plans = kern.plans_from(model, mode)
-    else:
-        plans = kernel_tune.tune(model, sample).plans if mode == "auto" else kern.fixed(model, mode)
+    plans = kern.plans_from(model, mode) if isinstance(mode, Mapping) else kern.fixed(model, mode)
     stack.enter_context(kern.use(model, plans))
     return kern.describe(plans, needs)
 

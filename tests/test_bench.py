@@ -38,16 +38,16 @@ def test_bench_refuses_an_unknown_engine(data_root: Path, capsys: pytest.Capture
 def test_a_failing_engine_does_not_cost_the_others_figures(
     data_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import convae.bench as bench
+    import convae.bench_loops as loops
 
-    real_train = bench.train
+    real_train = loops.train
 
     def train(*args, engine: str = "eager", **kwargs):
         if engine == "graph":
             raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
         return real_train(*args, engine=engine, **kwargs)
 
-    monkeypatch.setattr(bench, "train", train)
+    monkeypatch.setattr(loops, "train", train)
     code = main(["bench", "--data", str(data_root), "--steps", "2", "--epochs", "1", "--engine", "graph", "eager"])
     assert code == 1
     out = capsys.readouterr().out
