@@ -7,7 +7,7 @@ from ui import results, resume, training
 from ui.baseline import GAP_NOTE, pca_mse_for
 from ui.charts import loss_figure, restarts_title
 from ui.images import image_grid, pixels
-from ui.page_charts import history_chart
+from ui.page_charts import collapse_chart, history_chart
 from ui.services import attached_job, blank_warning, current_run, estimate_minutes, is_blank, services, splits_or_notice
 from ui.state import describe, selected_config
 
@@ -103,7 +103,8 @@ if splits is not None:
             c3.metric("Training time", f"{run.seconds / 60:.1f} min" + (f" on {run.device}" if run.device else ""))
             # a stored run's curve: built once, the same for every tab that shows it
             loss_chart(history_chart(run, st.session_state.get("log_y", False), pca_mse_for(config)), "history_chart")
-            training.why_it_collapsed(h, is_blank(run))
+            blank = is_blank(run)
+            training.why_it_collapsed(collapse_chart(run, blank), blank)
             _, recons, _ = results.reconstruct_digits(run, splits, preview_idx)
             strip(recons, "Fixed validation digits (top) and this model's reconstructions (bottom).")
             training.downloads(run)

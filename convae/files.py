@@ -12,9 +12,13 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
+T = TypeVar("T")
 PART_SUFFIX = ".part"
 CLAIM_WAIT_S = 2.0  # how long a claim retries while someone only looks at it (see is_claimed)
 
@@ -49,6 +53,87 @@ def remove_parts(folder: Path, name: str, older_than_s: float = 0.0) -> list[Pat
                 part.unlink()
                 gone.append(part)
     return gone
+
+
+class FileCache(Generic[T]):
+    """Values made from files by `load(path)`, kept while a file's modification time and size are
+    unchanged. Threads that ask at once for a file that changed wait for one load: a class that opens
+    the same page at once would otherwise load it once per tab."""
+
+    def __init__(self, load: Callable[[Path], T]) -> None:
+        self.load = load
+        self._lock = threading.Lock()
+        self._values: dict[Path, tuple[tuple[int, int], T]] = {}
+        self._loading: dict[Path, threading.Lock] = {}  # one per file
+
+    def get(self, path: Path) -> T:
+        """The value of the file as it is now; OSError when it cannot be looked at."""
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            hit = self._values.get(path)
+            loading = self._loading.setdefault(path, threading.Lock())
+        if hit is None or hit[0] != stamp:
+            with loading:
+                with self._lock:
+                    hit = self._values.get(path)
+                if hit is None or hit[0] != stamp:  # nobody loaded it while this thread waited
+                    hit = (stamp, self.load(path))
+                    with self._lock:
+                        self._values[path] = hit
+        return hit[1]
+
+
+class FolderListing:
+    """The files whose names end with `suffix` in a folder and in its direct subfolders, sorted.
+
+    A folder is read again only when its modification time changes, which making, removing or
+    renaming an entry does (write_atomic renames), or while that time is less than RECENT_S old: a
+    file system that keeps coarse times could otherwise hide a second change within the same tick.
+    So a page that lists the runs on every run pays a stat per folder, not a read of every folder."""
+
+    RECENT_S = 2.0
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self._lock = threading.Lock()
+        self._dirs: dict[Path, tuple[int, list[Path], list[Path]]] = {}
+
+    def files(self, folder: Path) -> list[Path]:
+        """`<folder>/*<suffix>` and `<folder>/*/*<suffix>`, as Path.glob finds them (hidden names
+        included); [] for a folder that is missing or unreadable."""
+        direct, subdirs = self._entries(folder)
+        found = list(direct)
+        for sub in subdirs:
+            found.extend(self._entries(sub)[0])
+        return sorted(found)
+
+    def _entries(self, folder: Path) -> tuple[list[Path], list[Path]]:
+        try:
+            stamp = os.stat(folder).st_mtime_ns
+        except OSError:
+            return [], []
+        with self._lock:
+            hit = self._dirs.get(folder)
+        if hit is not None and hit[0] == stamp:
+            return hit[1], hit[2]
+        files, subdirs = [], []
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.endswith(self.suffix):
+                        files.append(Path(folder, entry.name))
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir():  # follows links, as Path.glob does
+                            subdirs.append(Path(folder, entry.name))
+        except OSError:
+            return [], []
+        with self._lock:
+            if time.time_ns() - stamp >= self.RECENT_S * 1e9:
+                self._dirs[folder] = (stamp, files, subdirs)
+            else:
+                self._dirs.pop(folder, None)
+        return files, subdirs
 
 
 class Claim:

@@ -14,16 +14,16 @@ import io
 import logging
 import os
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from convae import resume
 from convae.data import PROJECT_DIR
-from convae.files import Claim, is_claimed, remove_parts, write_atomic
+from convae.files import Claim, FileCache, FolderListing, is_claimed, remove_parts, write_atomic
 from convae.model import AutoEncoder, state_dict_shapes
 from convae.resume import EpochState, ResumeError
 from convae.snapshots import Plane, read_stored, stored
@@ -186,8 +186,12 @@ def _unreadable_reason(error: Exception) -> str:
         return "it holds something other than tensors and plain values (random or foreign data)"
     if "central directory" in text or "PytorchStreamReader" in text:
         return "it is not a complete archive (the file is cut short or damaged)"
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return first[:200].rstrip(".")
+    if isinstance(error, OSError):  # the disk or the file system: its own words say what to do
+        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        return first[:200].rstrip(".")
+    # Anything else is the unpickler tripping over bytes that are not a pickle at all ("pop from empty
+    # list", "0", a codec error...): words that would mean nothing to a reader.
+    return "its bytes are not a checkpoint's (random or foreign data)"
 
 
 def load_checkpoint(source: Path | bytes, name: str | None = None) -> StoredRun:
@@ -224,9 +228,11 @@ class RunStore:
     def __init__(self, root: Path | None = None, shipped: Path | None = SHIPPED_DIR) -> None:
         self.root = run_root(root)
         self.shipped = shipped
-        self._lock = threading.Lock()
-        self._cache: dict[Path, tuple[tuple[int, int], StoredRun | CheckpointError]] = {}
-        self._kept_cache: dict[Path, tuple[tuple[int, int], EpochState | None]] = {}
+        # Runs and kept epochs as read from their files, read again when a file changes.
+        self._runs = FileCache(partial(_load_run, shipped=False))
+        self._shipped_runs = FileCache(partial(_load_run, shipped=True))
+        self._kept_states = FileCache(_load_kept)
+        self._listing = FolderListing(".pt")  # <folder>/*.pt and <folder>/*/*.pt, read again when they change
 
     def path_for(self, config: TrainConfig) -> Path:
         return self.root / f"{config.key()}.pt"
@@ -245,20 +251,7 @@ class RunStore:
         return self._read(path, shipped=False)
 
     def _read(self, path: Path, shipped: bool) -> StoredRun:
-        st = path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            hit = self._cache.get(path)
-        if hit and hit[0] == stamp:
-            value = hit[1]
-        else:
-            try:
-                value = load_checkpoint(path)
-                value.shipped = shipped
-            except CheckpointError as e:
-                value = e
-            with self._lock:
-                self._cache[path] = (stamp, value)
+        value = (self._shipped_runs if shipped else self._runs).get(path)
         if isinstance(value, CheckpointError):
             raise value
         return value
@@ -269,9 +262,7 @@ class RunStore:
         folders = [(self.root, False)] + ([(self.shipped, True)] if self.shipped else [])
         seen: set[str] = set()
         for folder, shipped in folders:
-            if not folder.is_dir():
-                continue
-            for path in sorted([*folder.glob("*.pt"), *folder.glob("*/*.pt")]):
+            for path in self._listing.files(folder):
                 try:
                     run = self._read(path, shipped)
                 except CheckpointError as e:
@@ -291,10 +282,9 @@ class RunStore:
         """The stored run for exactly this config, from the store or the shipped models."""
         name = f"{config.key()}.pt"
         for folder, shipped in [(self.root, False)] + ([(self.shipped, True)] if self.shipped else []):
-            # The same places scan() looks: <folder>/<key>.pt and <folder>/<any>/<key>.pt (e.g. mnist-seed/).
-            for path in (folder / name, *(sorted(folder.glob(f"*/{name}")) if folder.is_dir() else ())):
-                if not path.is_file():
-                    continue
+            # The same places scan() looks: <folder>/<key>.pt, then <folder>/<any>/<key>.pt (e.g. mnist-seed/).
+            paths = [p for p in self._listing.files(folder) if p.name == name]
+            for path in sorted(paths, key=lambda p: p.parent != folder):
                 try:
                     return self._read(path, shipped)
                 except (CheckpointError, OSError):
@@ -370,22 +360,26 @@ class RunStore:
     def _kept(self, path: Path) -> EpochState | None:
         """A kept epoch, cached while the file is unchanged; None (and a log line) when it is unusable."""
         try:
-            st = path.stat()
+            return self._kept_states.get(path)
         except OSError:
             return None
-        stamp = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            hit = self._kept_cache.get(path)
-        if hit and hit[0] == stamp:
-            return hit[1]
-        try:
-            state = resume.load_state(path)
-        except ResumeError as e:
-            log.warning("%s It cannot be resumed; training that configuration starts from scratch.", e)
-            state = None
-        with self._lock:
-            self._kept_cache[path] = (stamp, state)
-        return state
+
+
+def _load_run(path: Path, shipped: bool) -> StoredRun | CheckpointError:
+    try:
+        run = load_checkpoint(path)
+    except CheckpointError as e:
+        return e
+    run.shipped = shipped
+    return run
+
+
+def _load_kept(path: Path) -> EpochState | None:
+    try:
+        return resume.load_state(path)
+    except ResumeError as e:
+        log.warning("%s It cannot be resumed; training that configuration starts from scratch.", e)
+        return None
 
 
 def _mtime(path: Path) -> int:

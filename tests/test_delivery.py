@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 from types import SimpleNamespace
 from unittest import mock
 
@@ -140,3 +141,43 @@ def test_each_full_run_records_its_page_and_the_one_left() -> None:
     assert mixtures not in (train, None)
     at.switch_page("app_pages/train.py").run()
     assert at.session_state[delivery.LEFT_KEY] == [mixtures]  # each page once, the latest last
+
+
+def test_script_events_reach_the_loop_in_order_with_fewer_wake_ups(monkeypatch) -> None:
+    """Events sent from the script thread while the loop is busy are handled in one batch, in order,
+    each as Streamlit would; an event that fails to be handled does not hold back the ones after it."""
+    delivery.install()
+    wakeups = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+        monkeypatch.setattr(loop, "call_soon_threadsafe", lambda cb, *a: wakeups.append(cb) or real(cb, *a))
+        runner = object()
+        session, sent = _session(runner, runner)
+        handled = []
+
+        def handle(_sender: object, _event: object, msg: ForwardMsg, *_rest: object) -> None:
+            body = msg.delta.new_element.markdown.body
+            if body == "bad":
+                raise ValueError(body)
+            handled.append(body)
+
+        session._handle_scriptrunner_event_on_event_loop = handle
+
+        def script_thread() -> None:  # a page run sending its elements while the loop is busy elsewhere
+            for i in range(50):
+                session._on_scriptrunner_event(runner, ScriptRunnerEvent.ENQUEUE_FORWARD_MSG, _delta(str(i)))
+            session._on_scriptrunner_event(runner, ScriptRunnerEvent.ENQUEUE_FORWARD_MSG, _delta("bad"))
+            session._on_scriptrunner_event(runner, ScriptRunnerEvent.ENQUEUE_FORWARD_MSG, _delta("after"))
+
+        thread = threading.Thread(target=script_thread)
+        thread.start()
+        thread.join()  # the loop is held up meanwhile, as a busy server's is
+        await asyncio.sleep(0.05)
+        assert handled == [str(i) for i in range(50)] + ["after"]
+        assert len(wakeups) == 1  # one wake-up of the loop for the 52 events, not one each
+
+    with mock.patch.object(delivery._log, "exception") as logged:
+        asyncio.run(main())
+    logged.assert_called_once()

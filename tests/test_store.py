@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import pickle
+import random
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -399,6 +402,73 @@ def test_scan_notices_a_file_damaged_after_it_was_read(tmp_path: Path, trained, 
     assert store.get(trained.config) is None
 
 
+def _age(*folders: Path) -> None:
+    """Set the folders' times a minute back, as if nothing had changed in them for a while."""
+    old = time.time() - 60
+    for folder in folders:
+        os.utime(folder, (old, old))
+
+
+def test_the_runs_folder_is_read_again_only_when_it_changes(tmp_path: Path, trained, means, monkeypatch) -> None:
+    root = tmp_path / "runs"
+    store = RunStore(root, shipped=None)
+    first = store.save(trained, means)
+    second = dataclasses.replace(trained, config=tiny_config(seed=1))
+    save_checkpoint(root / "cli" / f"{second.config.key()}.pt", second, means)
+    _age(root, root / "cli")
+    assert sorted(r.config.seed for r in store.scan()[0]) == [0, 1]
+
+    reads = []
+    real = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: reads.append(Path(path)) or real(path))
+    assert sorted(r.config.seed for r in store.scan()[0]) == [0, 1]
+    assert store.get(second.config).config.seed == 1
+    assert reads == []  # nothing changed: one stat per folder, no listing
+
+    third = dataclasses.replace(trained, config=tiny_config(seed=2))
+    save_checkpoint(root / "cli" / f"{third.config.key()}.pt", third, means)  # a run added in a subfolder
+    assert sorted(r.config.seed for r in store.scan()[0]) == [0, 1, 2]
+    assert reads == [root / "cli"]
+    first.path.unlink()  # and one removed
+    assert sorted(r.config.seed for r in store.scan()[0]) == [1, 2]
+    assert store.get(trained.config) is None
+
+
+def test_tabs_that_ask_at_once_share_one_load(tmp_path: Path, trained, means, monkeypatch) -> None:
+    """Thirty tabs opening Compare runs at once must not each load every checkpoint."""
+    root = tmp_path / "runs"
+    RunStore(root, shipped=None).save(trained, means)
+    loads = []
+    real = store_mod.load_checkpoint
+
+    def slow_load(path: Path):
+        loads.append(path)
+        time.sleep(0.3)  # long enough for every thread to arrive while the first one loads
+        return real(path)
+
+    monkeypatch.setattr(store_mod, "load_checkpoint", slow_load)
+    fresh = RunStore(root, shipped=None)  # a new server: nothing read yet
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: fresh.scan(), range(8)))
+    assert [len(runs) for runs, _ in results] == [1] * 8
+    assert len({id(runs[0]) for runs, _ in results}) == 1  # the same object for every tab
+    assert loads == [root / f"{trained.config.key()}.pt"]
+
+
+def test_a_change_within_the_same_clock_tick_is_not_missed(tmp_path: Path, trained, means) -> None:
+    """A folder changed less than FolderListing.RECENT_S ago is listed afresh each time: a file system
+    with coarse times may show the same time after a second change."""
+    root = tmp_path / "runs"
+    store = RunStore(root, shipped=None)
+    store.save(trained, means)
+    stamp = os.stat(root).st_mtime_ns
+    assert len(store.scan()[0]) == 1
+    second = dataclasses.replace(trained, config=tiny_config(seed=1))
+    store.save(second, means)
+    os.utime(root, ns=(stamp, stamp))  # the second write left the folder's time as it was
+    assert sorted(r.config.seed for r in store.scan()[0]) == [0, 1]
+
+
 def test_shipped_runs(tmp_path: Path, trained, means) -> None:
     shipped = tmp_path / "models"  # laid out as `make seed` writes it: models/<name>/<key>.pt
     mine = dataclasses.replace(trained, config=tiny_config(seed=3))
@@ -446,7 +516,7 @@ def test_refusal_messages_are_plain(tmp_path: Path, ckpt_path: Path) -> None:
     planted = tmp_path / "planted.pt"
     planted.write_bytes(pickle.dumps({"format": FORMAT, "config": Planted(tmp_path / "pwned")}, protocol=2))
     noise = tmp_path / "noise.pt"
-    noise.write_bytes(os.urandom(5000))
+    noise.write_bytes(random.Random(0).randbytes(5000))  # the weights-only unpickler refuses these bytes
     cut = tmp_path / "cut.pt"
     cut.write_bytes(ckpt_path.read_bytes()[:3000])
     reasons = {}
@@ -459,3 +529,19 @@ def test_refusal_messages_are_plain(tmp_path: Path, ckpt_path: Path) -> None:
     assert "other than tensors and plain values" in reasons["noise.pt"]
     assert "cut short or damaged" in reasons["cut.pt"]
     assert not (tmp_path / "pwned").exists()
+
+
+def test_any_random_file_gets_words_a_reader_understands(tmp_path: Path) -> None:
+    """Some random bytes trip the unpickler itself ("pop from empty list", "0", a codec error), not its
+    weights-only check; those say what the file is too, never the unpickler's own words."""
+    seen = set()
+    for seed in (2, 20, 61, 195):  # each of these made the unpickler fail in its own way
+        path = tmp_path / f"noise-{seed}.pt"
+        path.write_bytes(random.Random(seed).randbytes(5000))
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        reason = str(info.value).split("could not be read safely: ")[1]
+        assert "random or foreign data" in reason, reason
+        assert "damaged, truncated, or not a convae checkpoint" in reason
+        seen.add(type(info.value.__cause__).__name__)
+    assert len(seen) >= 2  # not one kind of failure only

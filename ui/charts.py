@@ -16,6 +16,7 @@ from PIL import Image
 
 from convae.figures import pairs_image, png_bytes, tile
 from convae.store import StoredRun
+from convae.train import History
 
 LOG_TICKS = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]  # plain numbers on log axes, no "2 5" digits
 RUN_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
@@ -234,6 +235,15 @@ def clicked_point(event) -> dict | None:
     except AttributeError:
         return None
     return points[0] if points else None
+
+
+def collapse_attempts(history: History, blank: bool) -> list[tuple[str, list[dict]]]:
+    """A run's attempts to show under "Why did it collapse?" (each collapsed one, and the last when the
+    run restarted or ended blank), with their first steps' readings; [] for a run that learned at once."""
+    attempts = [(f"seed {r['seed']} (collapsed at step {r['step']})", r["vitals"]) for r in history.restarts]
+    if history.vitals and (attempts or blank):
+        attempts.append((f"seed {history.seed} ({'collapsed' if blank else 'learned'})", history.vitals))
+    return attempts
 
 
 def collapse_figure(attempts: list[tuple[str, list[dict]]]) -> go.Figure:

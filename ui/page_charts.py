@@ -16,7 +16,14 @@ from convae.pca import ImagePCA
 from convae.store import StoredRun
 from ui import results
 from ui.baseline import comparison_rows, pca_reconstructions
-from ui.charts import clickable_image_grid, loss_figure, pairs_grid_figure, restarts_title
+from ui.charts import (
+    clickable_image_grid,
+    collapse_attempts,
+    collapse_figure,
+    loss_figure,
+    pairs_grid_figure,
+    restarts_title,
+)
 from ui.images import image_grid
 from ui.latent_charts import walk_figure
 from ui.results import Analysis, run_id
@@ -72,3 +79,11 @@ def history_chart(run: StoredRun, log_y: bool, baseline: float | None) -> go.Fig
         h.steps, h.step_losses, h.epochs, spe, log_y=log_y, title=restarts_title(len(h.restarts)),
         baseline=baseline, k=run.config.k,
     )  # fmt: skip
+
+
+@st.cache_resource(**_CACHE)
+def collapse_chart(run: StoredRun, blank: bool) -> go.Figure | None:
+    """The first steps' readings of a stored run's attempts, for "Why did it collapse?"; None when the
+    run learned from its first start."""
+    attempts = collapse_attempts(run.history, blank)
+    return collapse_figure(attempts) if attempts else None

@@ -46,17 +46,17 @@ def sidebar() -> TrainConfig:
         st.slider("K: size of the latent code", *RANGES["k"], key="k")
         st.markdown("**Training** (Task 5)")
         st.caption("Training settings")
+        now = current_preset()
         for name, column in zip(PRESETS, st.columns(len(PRESETS)), strict=True):
             column.button(
                 PRESETS[name].short,
                 key=f"preset_{name}",
                 on_click=apply_preset,
                 args=(name,),
-                type="primary" if current_preset() == name else "secondary",
+                type="primary" if now == name else "secondary",
                 width="stretch",
                 help=PRESETS[name].label,
             )
-        now = current_preset()
         st.caption(f"Now: {PRESETS[now].label}" if now else "Now: custom settings")
         st.slider("Epochs", *RANGES["epochs"], key="epochs")
         st.select_slider("Learning rate (Adam)", LEARNING_RATES, key="lr", format_func=lambda v: f"{v:g}")
@@ -92,6 +92,7 @@ def sidebar() -> TrainConfig:
     run = svc.store.get(config)
     active = svc.jobs.active_for(config)
     kept = svc.store.kept_epoch(config) if not active else None  # a run that did not finish: Train resumes it
+    paused = students_paused()
     with buttons:
         c1, c2 = st.columns(2)
         c1.button(
@@ -100,8 +101,8 @@ def sidebar() -> TrainConfig:
             width="stretch",
             key="train_button",
             on_click=_on_train,
-            disabled=active is not None or students_paused() is not None,
-            help=students_paused()
+            disabled=active is not None or paused is not None,
+            help=paused
             or "Train this configuration in the background (the Train page shows it live). A run that did not "
             "finish goes on from its last finished epoch (the Train page also offers to start over).",
         )
@@ -113,8 +114,8 @@ def sidebar() -> TrainConfig:
             disabled=active is None,
             help="Stop the training of this configuration.",
         )
-        if students_paused():
-            st.caption(f":material/pause_circle: {students_paused()}")
+        if paused:
+            st.caption(f":material/pause_circle: {paused}")
         identity.train_notice()
     with you:
         identity.inputs()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from functools import partial
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from convae.job_state import about
 from convae.jobs import JobState, JobView
 from convae.store import StoredRun
-from convae.train import History, TrainConfig
+from convae.train import TrainConfig
 from ui import identity
-from ui.charts import collapse_figure
 from ui.results import checkpoint_bytes, history_csv
 from ui.services import blank_warning, looks_blank_so_far, services
 from ui.state import describe, epochs_text, select_config
@@ -177,14 +177,11 @@ def restart_notes(notes: list[str], seed: int | None = None) -> None:
         st.caption(f"No restart: seed {seed} learned from its first start (no collapse into blank images).")
 
 
-def why_it_collapsed(history: History, blank: bool) -> None:
-    """For a run with collapsed attempts, or a blank one: the explanation and the first steps' readings
-    of each attempt (a collapsed one against the one that learned)."""
-    attempts = [(f"seed {r['seed']} (collapsed at step {r['step']})", r["vitals"]) for r in history.restarts]
-    if history.vitals and (attempts or blank):
-        attempts.append((f"seed {history.seed} ({'collapsed' if blank else 'learned'})", history.vitals))
-    if not attempts:
+def why_it_collapsed(figure: go.Figure | None, blank: bool) -> None:
+    """For a run with collapsed attempts, or a blank one (`figure`: page_charts.collapse_chart, None
+    for any other run): the explanation and the first steps' readings of each attempt."""
+    if figure is None:
         return
     with st.expander("Why did it collapse?", expanded=blank):
         st.markdown(WHY_IT_COLLAPSED)
-        st.plotly_chart(collapse_figure(attempts), key="collapse_chart", config={"displayModeBar": False})
+        st.plotly_chart(figure, key="collapse_chart", config={"displayModeBar": False})
