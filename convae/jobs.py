@@ -119,19 +119,10 @@ class JobManager:
             log.warning(self._notices[-1])
 
     # ------------------------------------------------------------------------------ public
-    def submit(
-        self,
-        config: TrainConfig,
-        fresh: bool = False,
-        *,
-        session: str | None = None,
-        owner: str | None = None,
-        guess: float | None = None,
-        priority: bool = False,
-    ) -> str:
-        """Queue a training of `config`, or return the id of the active job that trains it already (see
-        `request`, which also says what the request replaced)."""
-        return self.request(config, fresh, session=session, owner=owner, guess=guess, priority=priority).job_id
+    def submit(self, config: TrainConfig, fresh: bool = False, **who: object) -> str:
+        """Queue a training of `config`, or return the id of the active job that trains it already: `request`
+        (the same keywords), which also says what the request replaced."""
+        return self.request(config, fresh, **who).job_id  # type: ignore[arg-type]
 
     def request(
         self,

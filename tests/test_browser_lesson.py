@@ -23,9 +23,9 @@ from convae.store import RunStore
 from convae.synthetic import make_synthetic
 from convae.train import train
 from tests.conftest import tiny_config
-from tests.support.chromium import CHROMIUM_ARGS, DATA_TO_SCREEN_JS
+from tests.support.chromium import DATA_TO_SCREEN_JS
 from tests.support.server import Server
-from tests.test_browser import ARTIFACTS, STEP_MS, chromium_or_skip, go_to, shoot
+from tests.test_browser import ARTIFACTS, STEP_MS, browser_page, chromium_or_skip, go_to, shoot, start_or_fail
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -66,12 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for k in (1, 2, 3):
         result = train(tiny_config(k=k, train_size=None, **TINY), splits, device="cpu")
         store.save(result, class_means(encode(result.model, splits.val_images), splits.val_labels))
-    srv = Server(root / "data", root / "runs", root / "server.log", env={"OMP_NUM_THREADS": "1"})
-    try:
-        srv.__enter__()
-    except RuntimeError as e:
-        srv.__exit__(None, None, None)
-        pytest.fail(f"The server did not start ({e}):\n{srv.log_path.read_text()[-3000:]}")
+    srv = start_or_fail(Server(root / "data", root / "runs", root / "server.log", env={"OMP_NUM_THREADS": "1"}))
     try:
         yield srv.url
     finally:
@@ -93,74 +88,62 @@ def warm_draw(page, where: tuple[str, str, str], charts: int) -> float:
 
 
 def test_sweep_and_inside_pages_in_chromium(server: str, capsys: pytest.CaptureFixture) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
     timings: dict[str, float] = {}
     sweep_page = ("Explore further", "sweep", "Bottleneck sweep")
     inside_page = ("Explore further", "inside", "Inside the network")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_or_skip(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        try:
-            page.set_default_timeout(STEP_MS)
-            expect.set_options(timeout=STEP_MS)
-            sidebar = page.locator('[data-testid="stSidebar"]')
-            page.goto(f"{server}/{ADDRESS}")
-            page.wait_for_function(DRAWN_JS, arg=["Bottleneck sweep", 2], polling=50)
-            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epoch")
+    with browser_page("lesson-failure.png") as page:
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        page.goto(f"{server}/{ADDRESS}")
+        page.wait_for_function(DRAWN_JS, arg=["Bottleneck sweep", 2], polling=50)
+        expect(sidebar).to_contain_text("Q1=4, Q2=4, K=2 · 1 epoch")
 
-            # The three stored runs are dots of one series; the ring marks K = 2, the sidebar's.
-            dots = page.evaluate(POINTS_JS, [0, "custom"])
-            assert sorted(x for x, _, _ in dots) == [1, 2, 3]
-            assert [x for x, _, _ in page.evaluate(POINTS_JS, [0, "the model shown"])] == [2]
+        # The three stored runs are dots of one series; the ring marks K = 2, the sidebar's.
+        dots = page.evaluate(POINTS_JS, [0, "custom"])
+        assert sorted(x for x, _, _ in dots) == [1, 2, 3]
+        assert [x for x, _, _ in page.evaluate(POINTS_JS, [0, "the model shown"])] == [2]
 
-            # Click the K = 3 dot: the sidebar, and so every page, now shows that model.
-            x, y, _ = next(d for d in dots if d[0] == 3)
-            page.mouse.click(*page.evaluate(DATA_TO_SCREEN_JS, [0, math.log10(x), math.log10(y)]))  # log axes
-            expect(sidebar).to_contain_text("Q1=4, Q2=4, K=3 · 1 epoch")
-            page.wait_for_function(
-                f"() => ({POINTS_JS})([0, 'the model shown']).map(p => p[0]).join() === '3'", polling=100
-            )
-            shoot(page, "lesson-sweep-picked")
+        # Click the K = 3 dot: the sidebar, and so every page, now shows that model.
+        x, y, _ = next(d for d in dots if d[0] == 3)
+        page.mouse.click(*page.evaluate(DATA_TO_SCREEN_JS, [0, math.log10(x), math.log10(y)]))  # log axes
+        expect(sidebar).to_contain_text("Q1=4, Q2=4, K=3 · 1 epoch")
+        page.wait_for_function(
+            f"() => ({POINTS_JS})([0, 'the model shown']).map(p => p[0]).join() === '3'", polling=100
+        )
+        shoot(page, "lesson-sweep-picked")
 
-            # Fill the gaps with the quick settings: the curve fills in while the runs train.
-            page.get_by_role("button", name="Fill the gaps (12 runs)").click()
-            expect(page.get_by_text("Filling the gaps:")).to_be_visible()
-            first = time.perf_counter()
-            page.wait_for_function(f"() => ({POINTS_JS})([0, 'quick preset']).length > 0", polling=100)
-            seen_first = len(page.evaluate(POINTS_JS, [0, "quick preset"]))
-            page.wait_for_function(
-                f"() => ({POINTS_JS})([0, 'quick preset']).length === 12", polling=200, timeout=240_000
-            )
-            timings["fill the gaps: 12 quick runs"] = round(time.perf_counter() - first, 1)
-            assert seen_first < 12, "the points should appear while the runs train, not all at once"
-            expect(page.get_by_text("Filling the gaps: 12 trained")).to_be_visible()
-            expect(page.get_by_role("button", name="Fill the gaps (0 runs)")).to_be_disabled()
-            shoot(page, "lesson-sweep-filled")
+        # Fill the gaps with the quick settings: the curve fills in while the runs train.
+        page.get_by_role("button", name="Fill the gaps (12 runs)").click()
+        expect(page.get_by_text("Filling the gaps:")).to_be_visible()
+        first = time.perf_counter()
+        page.wait_for_function(f"() => ({POINTS_JS})([0, 'quick preset']).length > 0", polling=100)
+        seen_first = len(page.evaluate(POINTS_JS, [0, "quick preset"]))
+        page.wait_for_function(f"() => ({POINTS_JS})([0, 'quick preset']).length === 12", polling=200, timeout=240_000)
+        timings["fill the gaps: 12 quick runs"] = round(time.perf_counter() - first, 1)
+        assert seen_first < 12, "the points should appear while the runs train, not all at once"
+        expect(page.get_by_text("Filling the gaps: 12 trained")).to_be_visible()
+        expect(page.get_by_role("button", name="Fill the gaps (0 runs)")).to_be_disabled()
+        shoot(page, "lesson-sweep-filled")
 
-            # Inside the network, for the model picked above: click digit #13 of the grid.
-            timings["switch to Inside the network (first)"] = warm_draw(page, inside_page, 2)
-            expect(page.get_by_text("3 · The code: K = 3 numbers")).to_be_visible()
-            expect(page.get_by_text("input: image #0")).to_be_visible()
-            cell = page.evaluate("""() => { const d = document.querySelectorAll('.js-plotly-plot')[0]._fullData[1];
-                                           const i = d.customdata.findIndex(c => c[0] === 1 && c[1] === 3);
-                                           return [d.x[i], d.y[i]]; }""")
-            page.mouse.click(*page.evaluate(DATA_TO_SCREEN_JS, [0, *cell]))
-            expect(page.get_by_text("input: image #13")).to_be_visible()
-            expect(page.get_by_label("Validation image #")).to_have_value("13")
-            shoot(page, "lesson-inside")
+        # Inside the network, for the model picked above: click digit #13 of the grid.
+        timings["switch to Inside the network (first)"] = warm_draw(page, inside_page, 2)
+        expect(page.get_by_text("3 · The code: K = 3 numbers")).to_be_visible()
+        expect(page.get_by_text("input: image #0")).to_be_visible()
+        cell = page.evaluate("""() => { const d = document.querySelectorAll('.js-plotly-plot')[0]._fullData[1];
+                                       const i = d.customdata.findIndex(c => c[0] === 1 && c[1] === 3);
+                                       return [d.x[i], d.y[i]]; }""")
+        page.mouse.click(*page.evaluate(DATA_TO_SCREEN_JS, [0, *cell]))
+        expect(page.get_by_text("input: image #13")).to_be_visible()
+        expect(page.get_by_label("Validation image #")).to_have_value("13")
+        shoot(page, "lesson-inside")
 
-            # Warm draws: each page visited again.
-            for _ in range(2):
-                timings["switch to Bottleneck sweep (warm)"] = warm_draw(page, sweep_page, 2)
-                timings["switch to Inside the network (warm)"] = warm_draw(page, inside_page, 2)
-            go_to(page, *sweep_page)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lesson-failure.png"))
-            raise
-        finally:
-            browser.close()
+        # Warm draws: each page visited again.
+        for _ in range(2):
+            timings["switch to Bottleneck sweep (warm)"] = warm_draw(page, sweep_page, 2)
+            timings["switch to Inside the network (warm)"] = warm_draw(page, inside_page, 2)
+        go_to(page, *sweep_page)
     (ARTIFACTS / "lesson-timings.json").write_text(json.dumps(timings, indent=2))
     with capsys.disabled():
         print("\nlesson pages (s):", ", ".join(f"{k}: {v}" for k, v in timings.items()))

@@ -24,7 +24,7 @@ import pytest
 from convae.synthetic import make_synthetic
 from tests.support.chromium import CHROMIUM_ARGS, DATA_TO_SCREEN_JS
 from tests.support.server import Server
-from tests.test_browser import ARTIFACTS, FREE_DOT_JS, STEP_MS, chromium_or_skip, go_to
+from tests.test_browser import ARTIFACTS, FREE_DOT_JS, STEP_MS, chromium_or_skip, go_to, start_or_fail
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,12 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("presenter")
     make_synthetic(root / "data", n_train=300, n_val=200)
     env = {"OMP_NUM_THREADS": "1", "CONVAE_TEACHER_KEY": KEY}
-    srv = Server(root / "data", root / "runs", root / "server.log", env=env)
-    try:
-        srv.__enter__()
-    except RuntimeError as e:
-        srv.__exit__(None, None, None)
-        pytest.fail(f"The server did not start ({e}):\n{srv.log_path.read_text()[-3000:]}")
+    srv = start_or_fail(Server(root / "data", root / "runs", root / "server.log", env=env))
     try:
         yield srv
     finally:

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from convae.synthetic import make_synthetic
-from tests.support.chromium import CHROMIUM_ARGS
 from tests.support.server import Server
-from tests.test_browser import ARTIFACTS, STEP_MS, TRAIN_S, chromium_or_skip
+from tests.test_browser import ARTIFACTS, TRAIN_S, browser_page, chromium_or_skip, start_or_fail
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,28 +27,19 @@ VAL_POINTS_JS = """() => {
 
 
 def start(root: Path, name: str) -> Server:
-    server = Server(root / "data", root / "runs", root / f"{name}.log", env={"OMP_NUM_THREADS": "1"})
-    try:
-        return server.__enter__()
-    except RuntimeError as e:
-        server.__exit__(None, None, None)
-        pytest.fail(f"The server did not start ({e}):\n{server.log_path.read_text()[-3000:]}")
+    return start_or_fail(Server(root / "data", root / "runs", root / f"{name}.log", env={"OMP_NUM_THREADS": "1"}))
 
 
 def test_kill_9_after_the_second_epoch_then_resume(tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    executable = chromium_or_skip()
+    chromium_or_skip()
     make_synthetic(tmp_path / "data", n_train=1000, n_val=200)
     ARTIFACTS.mkdir(exist_ok=True)
     first = start(tmp_path, "server-1")
     second = None
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    with browser_page("e2e-resume-failure.png") as page:
         try:
-            page.set_default_timeout(STEP_MS)
-            expect.set_options(timeout=STEP_MS)
             page.goto(first.url + ADDRESS)
             sidebar = page.locator('[data-testid="stSidebar"]')
             expect(sidebar).to_contain_text("K=3 · 30 epochs · lr 0.001 · batch 32 · 1,000 images")
@@ -80,11 +70,7 @@ def test_kill_9_after_the_second_epoch_then_resume(tmp_path: Path) -> None:
             page.wait_for_function(f"({VAL_POINTS_JS})() === 30")  # every epoch in the loss chart
             expect(sidebar).to_contain_text("Trained model · 30 epochs")
             page.screenshot(path=str(ARTIFACTS / "e2e-resume-done.png"))
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "e2e-resume-failure.png"))
-            raise
         finally:
-            browser.close()
             if second is not None:
                 second.__exit__(None, None, None)
     log = second.log_path.read_text()

@@ -10,20 +10,14 @@ the server log, every page's script finished. How long things took is printed, n
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.chromium import missing_browser
+from tests.support.chromium import run_quick_script
 from tests.support.server import Server, log_problems
 from tests.support.st_client import ProtocolError, Session
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 def test_client_drives_a_tiny_app(tmp_path: Path) -> None:
@@ -111,26 +105,7 @@ async def _drive_tiny_app(url: str):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_quick_class_load_passes_its_checks(tmp_path: Path) -> None:
-    problem = missing_browser()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}: CI is set, so the load test must run.")
-        pytest.skip(problem)
-    out = tmp_path / "results.json"
-    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the script's data, runs and server log
-    run = subprocess.run(
-        [sys.executable, "-m", "scripts.classload", "--quick", "--no-time-limits", "--json", str(out)],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    report = run.stdout + run.stderr
-    assert out.is_file(), report
-    res = json.loads(out.read_text())
-    assert res["failures"] == [], report
-    assert run.returncode == 0 and res["passed"], report
+    res, report = run_quick_script("scripts.classload", tmp_path, timeout_s=400)
 
     # Six sessions: the teacher, three trainers (one stopped while its job runs, one at once), two followers.
     students = res["students"]

@@ -10,42 +10,17 @@ slow, not wrong); run the script without --no-time-limits to hold it to its limi
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.chromium import missing_browser
-
-PROJECT = Path(__file__).resolve().parent.parent
+from tests.support.chromium import run_quick_script
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_quick_load_test_passes_its_checks(tmp_path: Path) -> None:
-    problem = missing_browser()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}: CI is set, so the load test must run.")
-        pytest.skip(problem)
-    out = tmp_path / "results.json"
-    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the script's data, runs and server log
-    run = subprocess.run(
-        [sys.executable, "-m", "scripts.loadtest", "--quick", "--no-time-limits", "--json", str(out)],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    report = run.stdout + run.stderr
-    assert out.is_file(), report
-    res = json.loads(out.read_text())
-    assert res["failures"] == [], report
-    assert run.returncode == 0 and res["passed"], report
+    res, report = run_quick_script("scripts.loadtest", tmp_path, timeout_s=300)
 
     summary = res["summary"]
     assert (summary["sessions_done"], summary["sessions_cancelled"], summary["sessions_other"]) == (2, 1, 0), report

@@ -45,3 +45,35 @@ def missing_browser() -> str | None:
 async def launch(playwright):
     """Start Chromium headless through an `async_playwright()` instance."""
     return await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+
+
+def run_quick_script(module: str, tmp_path: Path, timeout_s: float) -> tuple[dict, str]:
+    """`python -m <module> --quick --no-time-limits --json …` from the project folder (its data, runs and
+    server log under `tmp_path`); its JSON results, once its own checks passed, and its output. Skips
+    without a browser, but fails under CI, where .ci/run installs one."""
+    import json
+    import subprocess
+    import sys
+
+    import pytest
+
+    problem = missing_browser()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem}: CI is set, so the load test must run.")
+        pytest.skip(problem)
+    out = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", module, "--quick", "--no-time-limits", "--json", str(out)],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    report = run.stdout + run.stderr
+    assert out.is_file(), report
+    res = json.loads(out.read_text())
+    assert res["failures"] == [], report
+    assert run.returncode == 0 and res["passed"], report
+    return res, report
