@@ -31,12 +31,13 @@ def strip(preview, caption: str) -> None:
 def loss_chart(fig, key: str) -> None:
     """A loss chart, and the note on PCA's dashed line when the chart has one."""
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})
-    if pca_mse_for(config) is not None:
+    if baseline is not None:
         st.caption(GAP_NOTE)
 
 
 if splits is not None:
     preview_idx = results.preview_digits(splits)
+    baseline = pca_mse_for(config)  # PCA's MSE with this K: the dashed line on the loss charts
     view = attached_job(config)
     active = view is not None and view.state.active
     st.toggle("Logarithmic loss axis", key="log_y")
@@ -67,7 +68,7 @@ if splits is not None:
             spe = v.latest.steps_per_epoch if v.latest else 1
             log_y, title = st.session_state.get("log_y", False), restarts_title(len(v.restarts))
             curve = (v.steps, v.step_losses, v.epochs, spe)
-            fig = loss_figure(*curve, log_y=log_y, title=title, baseline=pca_mse_for(config), k=config.k)
+            fig = loss_figure(*curve, log_y=log_y, title=title, baseline=baseline, k=config.k)
             loss_chart(fig, "live_chart")
             if v.preview is not None:
                 strip(
@@ -102,7 +103,7 @@ if splits is not None:
             c2.metric("Training loss, last epoch", f"{run.train_loss:.5f}")
             c3.metric("Training time", f"{run.seconds / 60:.1f} min" + (f" on {run.device}" if run.device else ""))
             # a stored run's curve: built once, the same for every tab that shows it
-            loss_chart(history_chart(run, st.session_state.get("log_y", False), pca_mse_for(config)), "history_chart")
+            loss_chart(history_chart(run, st.session_state.get("log_y", False), baseline), "history_chart")
             blank = is_blank(run)
             training.why_it_collapsed(collapse_chart(run, blank), blank)
             _, recons, _ = results.reconstruct_digits(run, splits, preview_idx)
