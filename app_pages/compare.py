@@ -3,8 +3,8 @@
 import streamlit as st
 
 from ui import board, results
-from ui.charts import runs_loss_figure
 from ui.images import image_row
+from ui.page_charts import compare_chart
 from ui.services import services, stored_splits
 from ui.state import describe
 
@@ -39,7 +39,7 @@ else:
     ticked = event is not None and event.selection.rows
     chosen = event.selection.rows if ticked else list(range(min(3, len(runs))))
     st.subheader("Loss curves" + ("" if ticked else " (first rows)"))
-    st.plotly_chart(runs_loss_figure([runs[i] for i in chosen]), key="compare_losses")
+    st.plotly_chart(compare_chart(tuple(runs[i] for i in chosen)), key="compare_losses")  # built once for all tabs
 
     st.subheader("The same validation digits, reconstructed by each run")
     for i in chosen:

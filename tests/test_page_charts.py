@@ -49,3 +49,13 @@ def test_the_latent_walks_plane_and_its_decoded_grid_are_built_once_for_all_tabs
     tabs[0].slider(key="grid_n").set_value(6).run()  # another lattice: decoded once more
     assert_clean(tabs[0])
     assert (len(planes), len(grids)) == (1, 2)
+
+
+@pytest.mark.usefixtures("shipped")
+def test_compare_runs_loss_curves_are_built_once_for_all_tabs(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = counting(monkeypatch, "runs_loss_figure")
+    tabs = [open_page("app_pages/compare.py") for _ in range(3)]
+    for at in tabs:
+        assert_clean(at)
+        assert texts(at.title) == ["Compare runs"]
+    assert len(built) == 1

@@ -1,6 +1,7 @@
-"""The heavier figures of the Reconstructions, Mixtures and Latent walk pages, built once per model (and selection) and
-shared by every tab: when a class follows the teacher to one of these pages, thirty sessions ask for the
-same figure within a second, and each would otherwise build it (a second or more each on two cores).
+"""The heavier figures of the Train, Reconstructions, Mixtures, Latent walk and Compare runs pages, built
+once per model (and selection) and shared by every tab: when a class follows the teacher to one of these
+pages, thirty sessions ask for the same figure within a second, and each would otherwise build it (a
+second or more each on two cores).
 
 The figures are read, never changed, by the pages that draw them.
 """
@@ -23,6 +24,7 @@ from ui.charts import (
     loss_figure,
     pairs_grid_figure,
     restarts_title,
+    runs_loss_figure,
 )
 from ui.images import image_grid
 from ui.latent_charts import walk_figure
@@ -87,3 +89,9 @@ def collapse_chart(run: StoredRun, blank: bool) -> go.Figure | None:
     run learned from its first start."""
     attempts = collapse_attempts(run.history, blank)
     return collapse_figure(attempts) if attempts else None
+
+
+@st.cache_resource(max_entries=32, show_spinner=False, hash_funcs={StoredRun: run_id})
+def compare_chart(runs: tuple[StoredRun, ...]) -> go.Figure:
+    """Compare runs' loss curves of these runs, in this order."""
+    return runs_loss_figure(list(runs))
