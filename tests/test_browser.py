@@ -136,8 +136,18 @@ def timed(timings: dict[str, float], name: str, action: Callable[[], object]) ->
     timings[name] = round(time.perf_counter() - t, 2)
 
 
+IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') === 'running') return false;
+  return !document.querySelector('[data-stale="true"]');
+}"""
+
+
 def set_slider(page, label: str, keys: list[str], expected: str) -> None:
-    """Move a Streamlit slider with the keyboard (as a person may), then wait for its value."""
+    """Move a Streamlit slider with the keyboard (as a person may), then wait for its value. First wait until
+    the page is drawn, as a person does: while a run is still drawing the sidebar, the front end may reuse
+    the focused slider's element for another slider, and the keys land there (seen once: Q1 went to 1)."""
+    page.wait_for_function(IDLE_JS, polling=50, timeout=STEP_MS)
     thumb = page.get_by_role("slider", name=label)
     thumb.focus()
     for key in keys:

@@ -59,3 +59,21 @@ def test_compare_runs_loss_curves_are_built_once_for_all_tabs(monkeypatch: pytes
         assert_clean(at)
         assert texts(at.title) == ["Compare runs"]
     assert len(built) == 1
+
+
+def test_a_shared_figure_is_made_into_a_dict_once_and_sends_the_same() -> None:
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    import plotly.tools
+
+    from ui.charts import SharedFigure, shared
+
+    def build() -> go.Figure:
+        return go.Figure(go.Scatter(x=[1, 2, 3], y=[3.5, 1, 2], name="a"), layout={"height": 300})
+
+    fig = shared(build())
+    assert type(fig) is SharedFigure and isinstance(fig, go.Figure)
+    sent = plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True)  # as st.plotly_chart does
+    assert plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True) is sent  # made once
+    assert pio.to_json(sent, validate=False) == pio.to_json(build().to_dict(), validate=False)
+    assert shared(None) is None

@@ -22,6 +22,25 @@ LOG_TICKS = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]  # plain numbers on 
 RUN_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
 
 
+class SharedFigure(go.Figure):
+    """A figure that many tabs draw as it is (built once, kept in `st.cache_resource`): the dict that
+    st.plotly_chart makes of it, a deep copy of every trace (5 to 10 ms for a chart of thousands of
+    points), is made once and handed to every tab. Read only once shared: a change would not be sent."""
+
+    def to_dict(self) -> dict:
+        made = self.__dict__.get("_shared_dict")
+        if made is None:  # two tabs at once may both make it: the same dict
+            made = self.__dict__["_shared_dict"] = super().to_dict()
+        return made
+
+
+def shared(fig: go.Figure | None) -> go.Figure | None:
+    """`fig` as a SharedFigure, in place (its class only; no copy, no second validation of its data)."""
+    if fig is not None and type(fig) is go.Figure:
+        fig.__class__ = SharedFigure
+    return fig
+
+
 def use_log_axis(fig: go.Figure) -> go.Figure:
     """A logarithmic y axis labelled with plain numbers."""
     fig.update_yaxes(type="log", tickvals=LOG_TICKS, ticktext=[f"{v:g}" for v in LOG_TICKS])

@@ -3,7 +3,8 @@ once per model (and selection) and shared by every tab: when a class follows the
 pages, thirty sessions ask for the same figure within a second, and each would otherwise build it (a
 second or more each on two cores).
 
-The figures are read, never changed, by the pages that draw them.
+The figures are read, never changed, by the pages that draw them: each is a `ui.charts.SharedFigure`,
+whose dict for the browser is made once for every tab.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ui.charts import (
     pairs_grid_figure,
     restarts_title,
     runs_loss_figure,
+    shared,
 )
 from ui.images import image_grid
 from ui.latent_charts import walk_figure
@@ -42,14 +44,14 @@ def figure1_chart(run: StoredRun, _splits: Splits, _pca: ImagePCA | None, with_p
     if pca_batch is not None:
         hover = [f"{h} · PCA {e:.4f}" for h, e in zip(hover, pca_batch[1].tolist(), strict=True)]
     pca = pca_batch[0].numpy() if pca_batch is not None else None
-    return pairs_grid_figure(a.originals.numpy(), a.recons.numpy(), hover, pca=pca)
+    return shared(pairs_grid_figure(a.originals.numpy(), a.recons.numpy(), hover, pca=pca))
 
 
 @st.cache_resource(**_CACHE)
 def pca_rows_chart(run: StoredRun, _splits: Splits, _pca: ImagePCA) -> go.Figure:
     """The fixed digits in three rows: originals, the auto-encoder's and PCA's reconstructions."""
     idx = results.preview_digits(_splits)
-    return clickable_image_grid(*comparison_rows(run, _pca, _splits, idx), height=300)
+    return shared(clickable_image_grid(*comparison_rows(run, _pca, _splits, idx), height=300))
 
 
 @st.cache_resource(**_CACHE)
@@ -57,13 +59,13 @@ def mixtures_chart(run: StoredRun, _splits: Splits, pair: tuple[int, int]) -> go
     """Figure 2 as a clickable grid, the cell `pair` marked."""
     a = results.model_analysis(run, _splits)
     names = list(a.classes)
-    return clickable_image_grid(a.mixtures.numpy(), names, names, results.mixture_hover(a), selected=pair)
+    return shared(clickable_image_grid(a.mixtures.numpy(), names, names, results.mixture_hover(a), selected=pair))
 
 
 @st.cache_resource(**_CACHE)
 def walk_chart(run: StoredRun, _a: Analysis, picked: tuple[float, float] | None) -> go.Figure:  # noqa: ARG001 (run: the key)
     """The latent plane to click on (`_a`: the model's analysis), the point `picked` marked."""
-    return walk_figure(**_a.plane(), lattice=results.click_lattice(_a), picked=picked)
+    return shared(walk_figure(**_a.plane(), lattice=results.click_lattice(_a), picked=picked))
 
 
 @st.cache_resource(**_CACHE)
@@ -77,10 +79,10 @@ def history_chart(run: StoredRun, log_y: bool, baseline: float | None) -> go.Fig
     """The Train page's loss chart of a stored run (`baseline`: PCA's MSE with the run's K, or None)."""
     h = run.history
     spe = h.steps[-1] // len(h.epochs) if h.steps else 1
-    return loss_figure(
+    return shared(loss_figure(
         h.steps, h.step_losses, h.epochs, spe, log_y=log_y, title=restarts_title(len(h.restarts)),
         baseline=baseline, k=run.config.k,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 @st.cache_resource(**_CACHE)
@@ -88,10 +90,10 @@ def collapse_chart(run: StoredRun, blank: bool) -> go.Figure | None:
     """The first steps' readings of a stored run's attempts, for "Why did it collapse?"; None when the
     run learned from its first start."""
     attempts = collapse_attempts(run.history, blank)
-    return collapse_figure(attempts) if attempts else None
+    return shared(collapse_figure(attempts) if attempts else None)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False, hash_funcs={StoredRun: run_id})
 def compare_chart(runs: tuple[StoredRun, ...]) -> go.Figure:
     """Compare runs' loss curves of these runs, in this order."""
-    return runs_loss_figure(list(runs))
+    return shared(runs_loss_figure(list(runs)))

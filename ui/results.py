@@ -19,6 +19,7 @@ from convae.data import Splits
 from convae.figures import figure1_image, figure2_image, png_bytes
 from convae.store import StoredRun
 from convae.train import preview_indices
+from ui.charts import shared
 from ui.latent_charts import latent_figure
 
 
@@ -91,11 +92,11 @@ def model_analysis(run: StoredRun, splits: Splits) -> Analysis:
 def _latent_figure(run: StoredRun, _splits: Splits) -> go.Figure:
     a = model_analysis(run, _splits)
     images = _splits.val_images.numpy().astype(np.float32) / 255
-    return latent_figure(a.pca.coords.numpy(), a.labels, images, a.classes, a.means_2d, a.axis_titles())
+    return shared(latent_figure(a.pca.coords.numpy(), a.labels, images, a.classes, a.means_2d, a.axis_titles()))
 
 
 def latent_figure_for(run: StoredRun, splits: Splits) -> go.Figure:
-    """The latent scatter of a model (cached; callers that add traces must copy it first)."""
+    """The latent scatter of a model (cached and shared by every tab: read only)."""
     return _latent_figure(run, splits)
 
 
