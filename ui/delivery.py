@@ -178,8 +178,11 @@ def batch_events() -> bool:
     events queued since its last one, instead of one per element (each wakes the loop through its
     self-pipe, a system call that lets go of the interpreter and, on a busy server, waits to get it
     back). The events keep their order; each is handled as before. Off with CONVAE_BATCH_EVENTS=0."""
+    if os.environ.get("CONVAE_BATCH_EVENTS", "1") == "0":
+        return False
     call_soon = getattr(AppSession, "_call_soon_on_event_loop", None)
-    if call_soon is None or os.environ.get("CONVAE_BATCH_EVENTS", "1") == "0":
+    if call_soon is None:
+        _log.warning("Streamlit's AppSession has changed: a run's messages wake the event loop one by one")
         return False
 
     def drain(self: Any) -> None:
