@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from convae.synthetic import make_synthetic
-from tests.support.chromium import CHROMIUM_ARGS, DATA_TO_SCREEN_JS, chromium_path, missing_browser
+from tests.support.chromium import CHROMIUM_ARGS, DATA_TO_SCREEN_JS, chromium_or_skip
 from tests.support.server import Server
 
 if TYPE_CHECKING:
@@ -37,16 +36,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 ARTIFACTS = PROJECT / "test-artifacts"
 STEP_MS = 60_000  # limit for one page to react (a loaded two-core machine can be slow)
 TRAIN_S = 240  # limit for the small training to finish
-
-
-def chromium_or_skip() -> str:
-    """The Chromium executable; skip without it, but fail under CI, where .ci/run installs it."""
-    problem = missing_browser()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}: CI is set, so the browser test must run.")
-        pytest.skip(problem)
-    return chromium_path()
 
 
 def start_or_fail(srv: Server) -> Server:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from scripts.page_cost import PAGES
-
-PROJECT = Path(__file__).resolve().parent.parent
+from tests.support.server import PROJECT
 
 
 @pytest.mark.slow

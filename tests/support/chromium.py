@@ -47,25 +47,34 @@ async def launch(playwright):
     return await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
 
 
-def run_quick_script(module: str, tmp_path: Path, timeout_s: float) -> tuple[dict, str]:
-    """`python -m <module> --quick --no-time-limits --json …` from the project folder (its data, runs and
-    server log under `tmp_path`); its JSON results, once its own checks passed, and its output. Skips
-    without a browser, but fails under CI, where .ci/run installs one."""
-    import json
-    import subprocess
-    import sys
-
+def chromium_or_skip() -> str:
+    """The Chromium executable; skip without it (or without playwright), but fail under CI, where .ci/run
+    installs it."""
     import pytest
 
     problem = missing_browser()
     if problem:
         if os.environ.get("CI"):
-            pytest.fail(f"{problem}: CI is set, so the load test must run.")
+            pytest.fail(f"{problem}: CI is set, so the browser tests must run.")
         pytest.skip(problem)
+    return chromium_path()
+
+
+def run_quick_script(module: str, tmp_path: Path, timeout_s: float) -> tuple[dict, str]:
+    """`python -m <module> --quick --no-time-limits --json …` from the project folder (its data, runs and
+    server log under `tmp_path`); its JSON results, once its own checks passed, and its output. Needs
+    Chromium (chromium_or_skip)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support.server import PROJECT
+
+    chromium_or_skip()
     out = tmp_path / "results.json"
     run = subprocess.run(
         [sys.executable, "-m", module, "--quick", "--no-time-limits", "--json", str(out)],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=PROJECT,
         env={**os.environ, "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
