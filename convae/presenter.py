@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 KEY_ENV = "CONVAE_TEACHER_KEY"
@@ -49,6 +50,23 @@ class Presenter:
         self._seq = 0
         self._paused = False
         self._wrong: deque[float] = deque()  # when the recent wrong keys came
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """`listener()` is called after every change a follower acts on (a new view, the end of "follow
+        me", the pause switched), in the thread that made the change, outside the lock. A listener that
+        fails is logged; the change stands."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # the change is made; a listener's trouble must not undo it for the caller
+                logging.getLogger("convae").exception("a presenter listener failed")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Presenter:
@@ -87,13 +105,17 @@ class Presenter:
         """`session` starts leading (taking over from any other leader) from the view given."""
         with self._lock:
             self._leader = session
-            return self._set_view(page, params, force=True)
+            view = self._set_view(page, params, force=True)
+        self._changed()
+        return view
 
     def stop_leading(self, session: str) -> None:
         """The leader stops "follow me" (another session's call changes nothing)."""
         with self._lock:
-            if self._leader == session:
-                self._leader, self._view = None, None
+            if self._leader != session:
+                return
+            self._leader, self._view = None, None
+        self._changed()
 
     def publish(self, session: str, page: str, params: Mapping[str, str]) -> View | None:
         """The leader's current view; a new sequence number only if it changed. None (and nothing
@@ -101,7 +123,11 @@ class Presenter:
         with self._lock:
             if self._leader != session:
                 return None
-            return self._set_view(page, params, force=False)
+            seq = self._seq
+            view = self._set_view(page, params, force=False)
+        if view.seq != seq:
+            self._changed()
+        return view
 
     def _set_view(self, page: str, params: Mapping[str, str], force: bool) -> View:
         params = dict(params)
@@ -136,7 +162,9 @@ class Presenter:
 
     def set_paused(self, paused: bool) -> None:
         with self._lock:
-            self._paused = bool(paused)
+            changed, self._paused = self._paused != bool(paused), bool(paused)
+        if changed:
+            self._changed()
 
 
 def next_view(view: View | None, applied_seq: int | None) -> View | None:

@@ -182,6 +182,104 @@ async def _leave_and_browse(url: str, key: str) -> tuple[int, str]:
         return student.widget("k").value, student.page
 
 
+def test_followers_are_moved_by_the_server_without_waiting_for_their_poll(tmp_path: Path) -> None:
+    """Students whose follow fragment never polls (its timer off in the client) still follow every move
+    and see the pause: the server runs their fragment when the teacher's view or the pause changes
+    (ui.push). A student who stopped following is not moved by it and keeps what they set."""
+    from convae.synthetic import make_synthetic
+
+    data = make_synthetic(tmp_path / "data", n_train=200, n_val=100)
+    env = {"CONVAE_TEACHER_KEY": "a-key-for-the-test"}
+    with Server(data, tmp_path / "runs", tmp_path / "server.log", env=env) as server:
+        seen = asyncio.run(_follow_without_polls(server.url, env["CONVAE_TEACHER_KEY"]))
+        log = server.log_text()
+    moves = [("Reconstructions", 10), ("Reconstructions", 4), ("Mixtures", 4), ("Train", 4)]
+    assert seen["moves"] == [m for m in moves for _ in range(2)]
+    assert seen["paused"] == [True, True]
+    assert seen["explorer"] == ("Compare runs", 5, False)
+    assert "followers are not woken" not in log
+    assert log_problems(log) == ([], 0), log
+
+
+async def _follow_without_polls(url: str, key: str) -> dict:
+    seen: dict = {"moves": [], "paused": []}
+    async with (
+        Session(url, timeout_s=60) as teacher,
+        Session(url, timeout_s=60, timers=False) as a,
+        Session(url, timeout_s=60, timers=False) as b,
+        Session(url, timeout_s=60, timers=False) as explorer,
+    ):
+        await teacher.set("teacher_key_input", key)
+        await teacher.set("follow_me", True)
+        # A poll would need a timer; 5 s is far more than a move takes.
+        await explorer.wait_for(lambda s: s.widget("follow_teacher") is not None, 5, "the follow toggle")
+        await explorer.set("follow_teacher", False)
+        await explorer.switch_page("Compare runs")
+        await explorer.set("k", 5)
+        for k, page in [(None, "Reconstructions"), (4, None), (None, "Mixtures"), (None, "Train")]:
+            if page:
+                await teacher.switch_page(page)
+            if k:
+                await teacher.set("k", k)
+            want = (teacher.page, teacher.widget("k").value)
+            for s in (a, b):
+                await s.wait_for(lambda s, want=want: (s.page, s.widget("k").value) == want, 5, f"the move to {want}")
+                seen["moves"].append((s.page, s.widget("k").value))
+        await teacher.set("pause_students", True)
+        for s in (a, b):
+            await s.wait_for(lambda s: s.widget("train_button").disabled, 5, "the pause")
+            seen["paused"].append(s.widget("train_button").disabled)
+        seen["explorer"] = (explorer.page, explorer.widget("k").value, explorer.widget("follow_teacher").value)
+    return seen
+
+
+def test_students_clicks_are_never_lost_to_the_wake_ups_of_a_teacher_who_moves(tmp_path: Path) -> None:
+    """The teacher moves several times a second, so the server wakes every student's follow fragment as
+    often; students who do not follow change K all the while. Each change is run and shows (a wake-up
+    merged into a waiting request used to drop its values: two trainers' "set K" never ran in a class)."""
+    from convae.synthetic import make_synthetic
+
+    data = make_synthetic(tmp_path / "data", n_train=200, n_val=100)
+    env = {"CONVAE_TEACHER_KEY": "a-key-for-the-test"}
+    with Server(data, tmp_path / "runs", tmp_path / "server.log", env=env) as server:
+        seen = asyncio.run(_change_while_woken(server.url, env["CONVAE_TEACHER_KEY"]))
+        log = server.log_text()
+    assert len(seen) == 8 * 20 and [s for s in seen if s[1] != s[2]] == []
+    assert "followers are not woken" not in log
+    assert log_problems(log) == ([], 0), log
+
+
+async def _change_while_woken(url: str, key: str) -> list[tuple[int, int, int]]:
+    seen: list[tuple[int, int, int]] = []
+    stop = asyncio.Event()
+
+    async def lead(teacher: Session) -> None:
+        i = 0
+        while not stop.is_set():
+            await teacher.set("k", 3 + i % 5)
+            i += 1
+
+    async def student(n: int) -> None:
+        async with Session(url, timeout_s=20) as s:
+            await s.wait_for(lambda s: s.widget("follow_teacher") is not None, 15, "the follow toggle")
+            await s.set("follow_teacher", False)
+            for i in range(20):
+                k = 10 + (n + i) % 20
+                await s.set("k", k)
+                seen.append((n, k, s.widget("k").value))
+
+    async with Session(url, timeout_s=20) as teacher:
+        await teacher.set("teacher_key_input", key)
+        await teacher.set("follow_me", True)
+        leading = asyncio.create_task(lead(teacher))
+        try:
+            await asyncio.gather(*(student(n) for n in range(8)))
+        finally:
+            stop.set()
+            await leading
+    return seen
+
+
 @pytest.mark.slow
 def test_students_who_stop_following_while_the_teacher_moves_keep_their_own_settings(tmp_path: Path) -> None:
     """Students turn 'Follow the teacher' off at moments spread over the teacher's moves (several a second,

@@ -81,6 +81,33 @@ def test_a_fragment_rerun_lets_the_finished_runs_messages_through() -> None:
     asyncio.run(main())
 
 
+def test_a_run_that_ended_before_the_loop_took_its_start_is_sent_whole() -> None:
+    """A click's run of a few milliseconds ends before the loop has taken its start; a fragment's rerun (a
+    timer's tick, or the server waking a follower) then starts a new runner. The click's run reaches the
+    browser whole, start to end, before the fragment's (before, all of it was dropped: the click never
+    showed and its request never ended)."""
+    delivery.install()
+
+    async def main() -> None:
+        old = SimpleNamespace(request_rerun=mock.Mock(return_value=False), request_stop=mock.Mock())
+        new = SimpleNamespace(request_rerun=mock.Mock(return_value=True))
+        session, sent = _session(old, new)
+        session._clear_queue = mock.Mock()
+        session._create_new_session_message = lambda page, *_: ForwardMsg(new_session={"page_script_hash": page})
+        session.request_rerun(ClientState(fragment_id="follow-fragment"))
+        handle = session._handle_scriptrunner_event_on_event_loop
+        handle(old, ScriptRunnerEvent.SCRIPT_STARTED, page_script_hash="p", run_descriptor=mock.Mock())
+        handle(old, ScriptRunnerEvent.ENQUEUE_FORWARD_MSG, forward_msg=_delta("K = 21"))
+        handle(old, ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS)
+        handle(old, ScriptRunnerEvent.SCRIPT_STARTED, page_script_hash="p", run_descriptor=mock.Mock())  # not sent
+        handle(old, ScriptRunnerEvent.SHUTDOWN)
+        kinds = [m.WhichOneof("type") for m in sent if not m.HasField("session_status_changed")]
+        assert kinds == ["new_session", "delta", "script_finished"]
+        assert session._scriptrunner is new and getattr(session, delivery._ATTR) is None
+
+    asyncio.run(main())
+
+
 def test_a_full_rerun_still_drops_them_as_it_redraws_everything() -> None:
     delivery.install()
 

@@ -86,6 +86,28 @@ def test_pause_is_shared() -> None:
     assert not p.paused
 
 
+def test_listeners_hear_each_change_a_follower_acts_on_and_nothing_else(caplog) -> None:
+    p = Presenter(KEY)
+    heard: list[tuple] = []
+    p.subscribe(lambda: heard.append((p.view().seq if p.view() else None, p.paused)))
+
+    def failing() -> None:
+        raise RuntimeError("a listener's own trouble")
+
+    p.subscribe(failing)
+    first = p.lead("teacher", "mixtures", {"pair": "1,5"})
+    p.publish("teacher", "mixtures", {"pair": "1,5"})  # unchanged
+    p.publish("student", "latent", {})  # not the leader
+    second = p.publish("teacher", "latent", {})
+    p.set_paused(True)
+    p.set_paused(True)  # unchanged
+    p.stop_leading("student")  # not the leader
+    p.stop_leading("teacher")
+    assert heard == [(first.seq, False), (second.seq, False), (second.seq, True), (None, True)]
+    assert p.paused and p.view() is None  # the failing listener undid nothing
+    assert caplog.text.count("a presenter listener failed") == 4
+
+
 def test_views_published_from_many_threads_get_distinct_increasing_numbers() -> None:
     p = Presenter(KEY)
     p.lead("teacher", "", {})

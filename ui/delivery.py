@@ -12,9 +12,12 @@ browser.
 
 `install()` lets those queued events of the finished run through, in their order, before the new run's:
 the old run had ended (that is why Streamlit started a new one), so all of its events were queued before
-the new runner's first. Only a fragment's rerun is concerned; a full rerun still drops them (it redraws
-everything). Nothing changes when the race does not happen. If Streamlit's internals differ from what
-this expects, nothing is installed and the server logs why.
+the new runner's first. That includes the run's start when the loop had not taken it yet: a run of a few
+milliseconds (a click on a quiet page) can end before the loop sends its start, and without it the whole
+run was dropped, so the click never showed (found when the server began to wake followers, ui.push).
+Only a fragment's rerun is concerned; a full rerun still drops them (it redraws everything). Nothing
+changes when the race does not happen. If Streamlit's internals differ from what this expects, nothing is
+installed and the server logs why.
 
 A second race, on a page switch made by the server (a follow-me move): the browser names its page in every
 request, and a fragment's timer that fires before the browser has heard of the move names the old page.
@@ -48,6 +51,7 @@ from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
 
 _log = logging.getLogger("convae")
 _DELIVERED = {
+    ScriptRunnerEvent.SCRIPT_STARTED,
     ScriptRunnerEvent.ENQUEUE_FORWARD_MSG,
     ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS,
     ScriptRunnerEvent.SCRIPT_STOPPED_WITH_COMPILE_ERROR,
@@ -136,15 +140,19 @@ def install() -> bool:
             fragment = getattr(client_state, "fragment_id", "") if client_state is not None else ""
             if fragment and old is not None and getattr(self, "_scriptrunner", None) is not old:
                 setattr(self, _ATTR, old)  # the old runner had ended; its queued events are still to come
+                self._convae_finished_ended = False  # none of its runs' ends let through yet
 
         def handle_event(self: Any, sender: Any, event: Any, *args: Any, **kwargs: Any) -> None:
             finished = getattr(self, _ATTR, None)
             if sender is None or sender is not finished or sender is getattr(self, "_scriptrunner", None):
                 return handle(self, sender, event, *args, **kwargs)
-            if event in (ScriptRunnerEvent.SHUTDOWN, ScriptRunnerEvent.SCRIPT_STARTED):
-                # Its last event, or the start of a run the browser is not to see (dropped, as Streamlit
+            started = event == ScriptRunnerEvent.SCRIPT_STARTED
+            if event == ScriptRunnerEvent.SHUTDOWN or (started and getattr(self, "_convae_finished_ended", True)):
+                # Its last event, or the start of a run after the one that ended (dropped, as Streamlit
                 # does): nothing after it is let through, so the browser never gets the end of a run
-                # whose start it did not get.
+                # whose start it did not get. The start of the run that ended goes through: a run that
+                # took a few milliseconds can end before the loop has taken its start, and without its
+                # start the browser would get nothing of that run (a click that never showed).
                 setattr(self, _ATTR, None)
                 return None
             if event not in _DELIVERED:
@@ -156,7 +164,8 @@ def install() -> bool:
             finally:
                 self._scriptrunner = current
             stats["events"] += 1
-            if event != ScriptRunnerEvent.ENQUEUE_FORWARD_MSG:
+            if event not in (ScriptRunnerEvent.ENQUEUE_FORWARD_MSG, ScriptRunnerEvent.SCRIPT_STARTED):
+                self._convae_finished_ended = True
                 stats["runs"] += 1
                 _log.info("a finished run's last messages were sent after a fragment's rerun began (%d)", stats["runs"])
             return None

@@ -2,8 +2,9 @@
 presentation mode. The shared state is `convae.presenter.Presenter`, one per server process.
 
 Without a teacher key (CONVAE_TEACHER_KEY unset at server start) nothing here draws or changes anything.
-A following student polls the presenter's view from a fragment every second; a newer view is stored as
-pending and the whole app reruns, so that the sidebar's configuration is set before its widgets draw.
+A following student's fragment is run by the server at once when the presenter's view or the pause
+changes (`ui.push`), and polls them every few seconds besides; a newer view is stored as pending and
+the whole app reruns, so that the sidebar's configuration is set before its widgets draw.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from convae.presenter import MAX_KEY_CHARS, Presenter, View, next_view
-from ui import share
+from ui import push, share
 
 WRONG_KEY = "That is not the teacher key. Students do not need one: the dashboard works the same without it."
 PAUSED = "The teacher has paused training for students."
@@ -33,8 +34,11 @@ html { font-size: 20px; }
 
 @st.cache_resource
 def hub() -> Presenter:
-    """The server's presenter state (the teacher key is read from the environment once, at first use)."""
-    return Presenter.from_env()
+    """The server's presenter state (the teacher key is read from the environment once, at first use).
+    Its changes wake the followers at once (`ui.push`)."""
+    presenter = Presenter.from_env()
+    presenter.subscribe(push.wake_followers)
+    return presenter
 
 
 def _token() -> str:
@@ -161,6 +165,11 @@ def publish_view(page: str) -> None:
 # ---------------------------------------------------------------------------- following
 
 
+# How often a follower's page asks for the teacher's view by itself. The server runs the same fragment at
+# once when the view or the pause changes (ui.push); the poll is what still moves a follower whose wake-up
+# was missed (a tab that was away for a moment), and is faster where the wake-ups do not work at all.
+# A class of 30 measured both (docs/reliability.md): polling every second cost more than it gave.
+POLL_S, POLL_WITHOUT_PUSH_S = 3.0, 1.0
 FOLLOWING = "_following"  # the student's choice, kept apart from the toggle's widget state (see _follow)
 
 
@@ -175,8 +184,8 @@ def _follow_changed() -> None:
     st.session_state.pop("_followed_seq", None)
 
 
-@st.fragment(run_every=1.0)
 def _follow() -> None:
+    push.register()  # the server runs this fragment at once when the teacher moves
     if hub().paused != st.session_state.get("_drawn_paused"):  # the Train button is to change
         st.rerun(scope="app")
     view = hub().view()
@@ -199,12 +208,13 @@ def _follow() -> None:
 
 
 def follow_fragment(page: str = "") -> None:
-    """A student's 'Follow the teacher' toggle, polling the presenter's view every second (drawn once per
-    page, in the sidebar); a change of the pause redraws the app, so that the Train button says it."""
+    """A student's 'Follow the teacher' toggle, run by the server when the presenter's view or the pause
+    changes and polling it every few seconds (drawn once per page, in the sidebar); a change of the pause
+    redraws the app, so that the Train button says it."""
     if hub().configured:  # a presenter who does not lead (the projector's tab) may follow too
         st.session_state["_drawn_paused"] = hub().paused  # what this run's sidebar shows
         st.session_state["_page_now"] = page
-        _follow()
+        st.fragment(_follow, run_every=POLL_S if push.working() else POLL_WITHOUT_PUSH_S)()
 
 
 def page_file(page: str) -> str | None:

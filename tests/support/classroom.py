@@ -191,21 +191,19 @@ async def _rejoin(st: Student, cls: Classroom) -> None:
 
 
 async def _lead(cls: Classroom, followers: list[Student], pause_s: float, timeout_s: float = FOLLOW_WAIT_S) -> None:
-    """The teacher's moves, each timed until every follower (session or tab) shows it."""
+    """The teacher's moves, each timed from the teacher's request until every follower (session or tab)
+    shows it. The followers are watched from before the request, so that a follower that shows the move
+    while the teacher's own page is still running is timed when it does."""
     teacher = cls.students[0].session
     for what, target in MOVES:
         move = Move(what, target)
         cls.moves.append(move)
-        t0 = time.perf_counter()
-        if what == "page":
-            await teacher.switch_page(target)
-        else:
-            await teacher.set(what, target)
 
         def shows(s: Session, what=what, target=target) -> bool:
             w = s.widget(what) if what != "page" else None
             return s.page == target if what == "page" else w is not None and w.value == target
 
+        t0 = time.perf_counter()
         waits = [
             _arrival(move, t0, f"session {f.index}", f.session.wait_for(shows, timeout_s, f"the move {what} {target}"))
             for f in followers
@@ -215,7 +213,12 @@ async def _lead(cls: Classroom, followers: list[Student], pause_s: float, timeou
             for t in cls.tabs
             if t.page
         ]
-        await asyncio.gather(*waits)
+        watching = asyncio.gather(*waits)
+        if what == "page":
+            await teacher.switch_page(target)
+        else:
+            await teacher.set(what, target)
+        await watching
         await asyncio.sleep(pause_s)
 
 

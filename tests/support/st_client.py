@@ -209,8 +209,10 @@ class Session:
 
     Use as `async with Session(url) as s:`, or `await s.connect()` and `await s.close()`."""
 
-    def __init__(self, url: str, page: str = "", query: str = "", timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, page: str = "", query: str = "", timeout_s: float = 60.0, timers: bool = True) -> None:
+        """`timers=False`: the fragments' timers never fire (a tab whose only news comes from the server)."""
         self.url, self.first_page, self.query, self.timeout_s = url.rstrip("/"), page, query, timeout_s
+        self.timers = timers
         self.pages: dict[str, str] = {}  # page title -> page_script_hash
         self._paths: dict[str, str] = {}  # the pages' URL paths -> page_script_hash
         self.page_hash = self.main_hash = ""
@@ -596,7 +598,7 @@ class Session:
 
     # -------------------------------------------------------------------------- timers
     def _start_timer(self, fragment_id: str, interval: float) -> None:
-        if not fragment_id or interval <= 0 or self._timers.get(fragment_id, (None,))[0] == interval:
+        if not self.timers or not fragment_id or interval <= 0 or self._timers.get(fragment_id, (None,))[0] == interval:
             return
         self._stop_timers(fragment_id)
 
