@@ -22,13 +22,21 @@ def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     return calls
 
 
+def three_tabs(page: str, shows) -> list:
+    """Three tabs of `page`, each drawn without an error and showing what `shows(tab)` checks."""
+    tabs = [open_page(page) for _ in range(3)]
+    for at in tabs:
+        assert_clean(at)
+        assert shows(at)
+    return tabs
+
+
 @pytest.mark.usefixtures("shipped")
 def test_the_stored_runs_loss_chart_is_built_once_for_all_tabs(monkeypatch: pytest.MonkeyPatch) -> None:
     built = counting(monkeypatch, "loss_figure")
-    tabs = [open_page("dashboard.py") for _ in range(3)]
-    for at in tabs:
-        assert_clean(at)
-        assert any(s.startswith("Loss history of the model shown") for s in texts(at.subheader))
+    tabs = three_tabs(
+        "dashboard.py", lambda at: any(s.startswith("Loss history of the model shown") for s in texts(at.subheader))
+    )
     assert len(built) == 1
     tabs[0].toggle(key="log_y").set_value(True).run()  # another figure: a log axis
     assert_clean(tabs[0])
@@ -41,10 +49,7 @@ def test_the_latent_walks_plane_and_its_decoded_grid_are_built_once_for_all_tabs
 ) -> None:
     planes = counting(monkeypatch, "walk_figure")
     grids = counting(monkeypatch, "image_grid")
-    tabs = [open_page("app_pages/walk.py") for _ in range(3)]
-    for at in tabs:
-        assert_clean(at)
-        assert texts(at.title) == ["Walk the latent space"]
+    tabs = three_tabs("app_pages/walk.py", lambda at: texts(at.title) == ["Walk the latent space"])
     assert (len(planes), len(grids)) == (1, 1)
     tabs[0].slider(key="grid_n").set_value(6).run()  # another lattice: decoded once more
     assert_clean(tabs[0])
@@ -54,10 +59,7 @@ def test_the_latent_walks_plane_and_its_decoded_grid_are_built_once_for_all_tabs
 @pytest.mark.usefixtures("shipped")
 def test_compare_runs_loss_curves_are_built_once_for_all_tabs(monkeypatch: pytest.MonkeyPatch) -> None:
     built = counting(monkeypatch, "runs_loss_figure")
-    tabs = [open_page("app_pages/compare.py") for _ in range(3)]
-    for at in tabs:
-        assert_clean(at)
-        assert texts(at.title) == ["Compare runs"]
+    three_tabs("app_pages/compare.py", lambda at: texts(at.title) == ["Compare runs"])
     assert len(built) == 1
 
 

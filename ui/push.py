@@ -28,12 +28,16 @@ from streamlit.proto.ClientState_pb2 import ClientState
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
 
+try:  # where a running fragment's id is kept (Streamlit 1.67)
+    from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState
+except ImportError:
+    ThreadState = None
+
 _log = logging.getLogger("convae")
 MAX_SESSIONS = 2000  # the newest sessions kept (a class is 30; old ids are dropped as sessions end)
 _fragments: collections.OrderedDict[str, str] = collections.OrderedDict()  # session id -> follow fragment id
 _lock = threading.Lock()
 _warned: set[str] = set()
-stats = {"woken": 0}
 
 
 def working() -> bool:
@@ -49,10 +53,8 @@ def _warn_once(what: str, exc_info: bool = False) -> None:
 
 def _fragment_id() -> str | None:
     try:
-        from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState
-
         return ThreadState.get().fragment_id
-    except (ImportError, AttributeError):
+    except AttributeError:  # no ThreadState, or not this shape
         _warn_once("Streamlit's fragment state has changed")
         return None
 
@@ -141,5 +143,4 @@ def wake_followers() -> int:
             _warn_once(f"{type(error).__name__}: {error}")
             continue
         woken += 1
-    stats["woken"] += woken
     return woken
